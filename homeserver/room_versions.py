@@ -8,9 +8,9 @@ taken from the room version pages of the spec (``rooms/v1.md`` ... ``rooms/v12.m
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 
 class EventFormat(enum.Enum):
@@ -83,6 +83,10 @@ class RoomVersion:
     creators_have_infinite_power: bool
     # v12: room ID is `!` + the create event's reference hash; create not in auth_events.
     room_id_is_create_event_hash: bool
+    # v11+: the 255-byte limits on sender, room_id, state_key, type and event_id are
+    # enforced in bytes; older versions only ever enforced 255 codepoints, so an event
+    # over the byte limit there is stored as rejected rather than dropped (as Synapse).
+    strict_event_byte_limits: bool
 
     @property
     def uses_opaque_event_ids(self) -> bool:
@@ -119,6 +123,7 @@ def _version(
         redacts_in_content=number >= 11,
         creators_have_infinite_power=number >= 12,
         room_id_is_create_event_hash=number >= 12,
+        strict_event_byte_limits=number >= 11,
     )
 
 

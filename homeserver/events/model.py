@@ -8,7 +8,8 @@ PDU, from v3 on it is derived from the reference hash (see ``events.hashing``).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from homeserver.room_versions import EventFormat, RoomVersion
 
