@@ -1,0 +1,168 @@
+"""The ``hearth`` command line: run the server, generate a config, show the version."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from homeserver import __version__
+
+logger = logging.getLogger("homeserver")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "generate-config":
+        return _generate_config(args)
+    if args.command == "run":
+        return _run(args)
+    parser.print_help()
+    return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hearth", description="Hearth Matrix homeserver")
+    parser.add_argument("--version", action="version", version=f"hearth {__version__}")
+    commands = parser.add_subparsers(dest="command")
+
+    run = commands.add_parser("run", help="run the homeserver")
+    run.add_argument("-c", "--config-path", type=Path, help="the homeserver.yaml to use")
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        help="without -c: the folder holding homeserver.yaml; on first run a config, "
+        "signing key and SQLite database are generated there (default: ./data)",
+    )
+    run.add_argument(
+        "--server-name",
+        default="localhost",
+        help="server name for a config generated on first run (default: localhost)",
+    )
+
+    generate = commands.add_parser(
+        "generate-config", help="write homeserver.yaml, a signing key and optionally a TLS cert"
+    )
+    generate.add_argument("--server-name", required=True, help="the server's Matrix name")
+    generate.add_argument("--data-dir", type=Path, required=True, help="where to write files")
+    generate.add_argument(
+        "--generate-tls-cert",
+        action="store_true",
+        help="also write a self-signed certificate and a TLS federation listener on 8448",
+    )
+    generate.add_argument("--port", type=int, default=8008, help="client listener port")
+    generate.add_argument(
+        "--bind-address",
+        action="append",
+        dest="bind_addresses",
+        help="address for the listeners to bind (repeatable; default 127.0.0.1)",
+    )
+    generate.add_argument("--public-baseurl", help="the URL clients reach the server at")
+    generate.add_argument("--force", action="store_true", help="overwrite homeserver.yaml")
+    return parser
+
+
+def _error(message: str) -> int:
+    print(f"hearth: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _generate_config(args: argparse.Namespace) -> int:
+    from homeserver.config.generate import generate_config
+    from homeserver.config.reader import is_valid_server_name
+
+    if not is_valid_server_name(args.server_name):
+        return _error(f"--server-name {args.server_name!r} is not a valid server name")
+    try:
+        files = generate_config(
+            args.server_name,
+            args.data_dir,
+            generate_tls=args.generate_tls_cert,
+            port=args.port,
+            bind_addresses=tuple(args.bind_addresses or ("127.0.0.1",)),
+            public_baseurl=args.public_baseurl,
+            overwrite=args.force,
+        )
+    except (OSError, ValueError) as e:
+        return _error(str(e))
+    print(f"wrote {files.config_path}")
+    print(f"wrote {files.signing_key_path}")
+    if files.tls_certificate_path:
+        print(f"wrote {files.tls_certificate_path} and {files.tls_private_key_path}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from homeserver.config import ConfigError, load_config
+    from homeserver.logging_context import LogConfigError, setup_logging
+
+    config_path: Path = args.config_path
+    if config_path is None:
+        config_path = args.data_dir / "homeserver.yaml"
+        if not config_path.exists():
+            from homeserver.config.generate import generate_config
+            from homeserver.config.reader import is_valid_server_name
+
+            if not is_valid_server_name(args.server_name):
+                return _error(f"--server-name {args.server_name!r} is not a valid server name")
+            try:
+                generate_config(args.server_name, args.data_dir)
+            except OSError as e:
+                return _error(str(e))
+            print(f"generated {config_path} for server name {args.server_name}", file=sys.stderr)
+    try:
+        config = load_config(config_path)
+        setup_logging(config.log_config)
+    except (ConfigError, LogConfigError) as e:
+        return _error(str(e))
+    for key in config.ignored_keys:
+        logger.warning("config key %r is not used by Hearth; ignored", key)
+    return _serve(config)
+
+
+def _serve(config: Any) -> int:
+    from twisted.internet import defer, reactor
+
+    from homeserver.app import Homeserver, StartupError
+    from homeserver.server_keys import SigningKeyError
+
+    try:
+        homeserver = Homeserver(config, reactor)
+    except SigningKeyError as e:
+        return _error(str(e))
+
+    outcome: dict[str, str] = {}
+
+    async def start() -> None:
+        try:
+            await homeserver.start()
+        except StartupError as e:
+            outcome["error"] = str(e)
+            reactor.stop()  # type: ignore[attr-defined]
+        except Exception as e:
+            logger.exception("start-up failed")
+            outcome["error"] = f"start-up failed: {e}"
+            reactor.stop()  # type: ignore[attr-defined]
+
+    async def shutdown() -> None:
+        logger.info("shutting down")
+        await homeserver.stop()
+        logger.info("stopped cleanly")
+
+    reactor.callWhenRunning(lambda: defer.Deferred.fromCoroutine(start()))  # type: ignore[attr-defined]
+    reactor.addSystemEventTrigger(  # type: ignore[attr-defined]
+        "before", "shutdown", lambda: defer.Deferred.fromCoroutine(shutdown())
+    )
+    reactor.run()  # type: ignore[attr-defined]  # SIGTERM and SIGINT stop it gracefully
+    if "error" in outcome:
+        return _error(outcome["error"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Wiring of the whole server by explicit construction: config in, listening server out."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from twisted.internet import defer, ssl
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort
+
+from federation.transport import version as federation_version
+from homeserver.config import HomeserverConfig, ListenerConfig
+from homeserver.ratelimit import Ratelimiter
+from homeserver.server_keys import ServerKeys, load_signing_keys
+from rest import health, well_known
+from rest import metrics as metrics_resource
+from rest.client import versions
+from rest.key import server as key_server
+from rest.router import Router
+from rest.server import DEFAULT_MAX_BODY_SIZE, HearthSite, InFlightRequests, MatrixResource
+from storage.engine import Database, create_database
+from storage.schema import prepare_database
+
+logger = logging.getLogger(__name__)
+
+# How long shutdown waits for in-flight requests before closing the database anyway.
+SHUTDOWN_GRACE_SECONDS = 30.0
+
+
+class StartupError(Exception):
+    """Start-up cannot go on; ``str()`` is the one line shown to the admin."""
+
+
+class Homeserver:
+    def __init__(self, config: HomeserverConfig, reactor: Any) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.server_keys = ServerKeys(
+            server_name=config.server_name,
+            signing_keys=load_signing_keys(config.signing_key_path),
+            old_signing_keys=config.old_signing_keys,
+            key_refresh_interval_ms=config.key_refresh_interval_ms,
+        )
+        self.ratelimiters = {
+            name: Ratelimiter(limit.per_second, limit.burst_count, reactor.seconds)
+            for name, limit in config.ratelimits.items()
+        }
+        self.in_flight = InFlightRequests()
+        self.database: Database | None = None
+        self.listening_ports: list[IListeningPort] = []
+        # The port each listener actually bound, in config order (useful with port 0).
+        self.bound_ports: list[int] = []
+
+    def now_ms(self) -> int:
+        return int(self.reactor.seconds() * 1000)
+
+    def build_router(self, listener: ListenerConfig) -> Router:
+        router = Router()
+        resources = listener.resources
+        health.register(router)  # served on every listener, as Synapse does
+        if "client" in resources:
+            versions.register(router)
+            well_known.register(router, self.config)
+        if "federation" in resources:
+            federation_version.register(router)
+        if "federation" in resources or "keys" in resources:
+            key_server.register(router, self.server_keys, self.now_ms)
+        if "metrics" in resources:
+            metrics_resource.register(router)
+        return router
+
+    async def start(self) -> None:
+        database = create_database(self.config.database, self.reactor)
+        self.database = database
+        try:
+            await prepare_database(database)
+        except Exception as e:
+            await database.close()
+            self.database = None
+            raise StartupError(f"cannot prepare the database: {e}") from e
+        try:
+            for listener in self.config.listeners:
+                self.bound_ports.append(self._listen(listener))
+        except Exception:
+            await self.stop()
+            raise
+        logger.info("Hearth serving %s on ports %s", self.config.server_name, self.bound_ports)
+
+    def _listen(self, listener: ListenerConfig) -> int:
+        if listener.type not in ("http", "metrics"):
+            logger.warning("listener type %r is not served by Hearth; skipped", listener.type)
+            return listener.port
+        resource = MatrixResource(
+            self.build_router(listener),
+            clock=self.reactor,
+            authenticators={},
+            ratelimiters=self.ratelimiters,
+            in_flight=self.in_flight,
+            x_forwarded=listener.x_forwarded,
+        )
+        max_body = max(DEFAULT_MAX_BODY_SIZE, self.config.max_upload_size)
+        site = HearthSite(resource, max_body_size=max_body, reactor=self.reactor)
+        site.displayTracebacks = False
+        context = self._tls_context() if listener.tls else None
+        port = listener.port
+        bound_any = False
+        for address in listener.bind_addresses:
+            try:
+                if context is not None:
+                    listening = self.reactor.listenSSL(port, site, context, interface=address)
+                else:
+                    listening = self.reactor.listenTCP(port, site, interface=address)
+            except CannotListenError as e:
+                # On dual-stack hosts "::" already takes the IPv4 port; as Synapse, go on.
+                if bound_any and address == "0.0.0.0":
+                    continue
+                raise StartupError(
+                    f"cannot listen on {address} port {port}: {e.socketError}"
+                ) from None
+            bound_any = True
+            self.listening_ports.append(listening)
+            port = listening.getHost().port  # later addresses share a random port's number
+        return port
+
+    def _tls_context(self) -> ssl.CertificateOptions:
+        cert_path = self.config.tls_certificate_path
+        key_path = self.config.tls_private_key_path
+        assert cert_path is not None and key_path is not None  # checked by the config loader
+        try:
+            pem = cert_path.read_bytes() + b"\n" + key_path.read_bytes()
+            certificate = ssl.PrivateCertificate.loadPEM(pem)
+        except Exception as e:
+            raise StartupError(
+                f"config key 'tls_certificate_path' has value '{cert_path}': expected a PEM "
+                f"certificate matching 'tls_private_key_path' ({e})"
+            ) from None
+        return certificate.options()  # type: ignore[no-any-return]
+
+    async def stop(self) -> None:
+        """Stop listening, let in-flight requests and transactions finish, close the database."""
+        ports, self.listening_ports = self.listening_ports, []
+        await defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
+        if self.in_flight.count:
+            logger.info("waiting for %d in-flight requests", self.in_flight.count)
+            idle = self.in_flight.wait_idle()
+            idle.addTimeout(SHUTDOWN_GRACE_SECONDS, self.reactor)
+            try:
+                await idle
+            except defer.TimeoutError:
+                logger.warning("requests still running after %ss", SHUTDOWN_GRACE_SECONDS)
+        if self.database is not None:
+            database, self.database = self.database, None
+            await database.close()

@@ -1,0 +1,91 @@
+"""The parsed homeserver configuration.
+
+Key names follow Synapse's ``homeserver.yaml`` wherever the concept is the same, so an
+admin's existing file mostly just works. ``docs/configuration.md`` documents every key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from storage.engine import DatabaseConfig
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Resource names Hearth serves on an http listener.
+RESOURCE_NAMES = ("client", "federation", "keys", "media", "metrics", "health")
+# Names Synapse accepts that Hearth does not serve (yet); accepted with a warning.
+SYNAPSE_ONLY_RESOURCE_NAMES = ("openid", "static", "replication", "consent", "webclient")
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    port: int
+    bind_addresses: tuple[str, ...]
+    type: str  # "http" or "metrics"
+    tls: bool
+    x_forwarded: bool
+    resources: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class RatelimitSettings:
+    per_second: float
+    burst_count: float
+
+
+@dataclass(frozen=True, slots=True)
+class FederationRatelimitSettings:
+    window_size_ms: int
+    sleep_limit: int
+    sleep_delay_ms: int
+    reject_limit: int
+    concurrent: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedKeyServer:
+    server_name: str
+    verify_keys: Mapping[str, str]  # key_id -> unpadded base64 public key
+    accept_keys_insecurely: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OldSigningKey:
+    key: str  # unpadded base64 public key
+    expired_ts: int
+
+
+@dataclass(frozen=True)
+class HomeserverConfig:
+    config_path: Path | None
+    server_name: str
+    public_baseurl: str
+    listeners: tuple[ListenerConfig, ...]
+    database: DatabaseConfig
+    signing_key_path: Path
+    old_signing_keys: Mapping[str, OldSigningKey]
+    key_refresh_interval_ms: int
+    tls_certificate_path: Path | None
+    tls_private_key_path: Path | None
+    log_config: Path | None
+    enable_registration: bool
+    enable_registration_without_verification: bool
+    registration_shared_secret: str | None
+    media_store_path: Path
+    max_upload_size: int
+    trusted_key_servers: tuple[TrustedKeyServer, ...]
+    federation_verify_certificates: bool
+    ip_range_blacklist: tuple[IPNetwork, ...]
+    ip_range_whitelist: tuple[IPNetwork, ...]
+    ratelimits: Mapping[str, RatelimitSettings]
+    rc_federation: FederationRatelimitSettings
+    default_room_version: str
+    app_service_config_files: tuple[Path, ...]
+    serve_server_wellknown: bool
+    extra_well_known_client_content: Mapping[str, Any]
+    ignored_keys: tuple[str, ...] = field(default=())
