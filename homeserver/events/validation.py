@@ -37,6 +37,8 @@ _OPAQUE_EVENT_ID_RE = re.compile(r"\$[^:\x00]+:" + _SERVER_NAME)
 _BASE64_EVENT_ID_RE = re.compile(r"\$[A-Za-z0-9+/]{43}")
 _URLSAFE_EVENT_ID_RE = re.compile(r"\$[A-Za-z0-9\-_]{43}")
 
+_ROOM_VERSION_RE = re.compile(r"[a-z0-9.\-]{1,32}")
+
 _EVENT_ID_RE = {
     EventIdFormat.OPAQUE: _OPAQUE_EVENT_ID_RE,
     EventIdFormat.BASE64: _BASE64_EVENT_ID_RE,
@@ -49,6 +51,11 @@ _EVENT_ID_RE = {
 
 def is_valid_server_name(server_name: str) -> bool:
     return _SERVER_NAME_RE.fullmatch(server_name) is not None
+
+
+def is_valid_room_version_identifier(identifier: str) -> bool:
+    """Grammar of a room version string (rooms/index.md); says nothing about support."""
+    return _ROOM_VERSION_RE.fullmatch(identifier) is not None
 
 
 def is_valid_user_id(user_id: str, *, historical: bool = True) -> bool:
