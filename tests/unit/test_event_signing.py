@@ -14,7 +14,6 @@ from homeserver.events.errors import InvalidEventSignatureError
 from homeserver.events.hashing import check_content_hash, make_event
 from homeserver.events.redaction import prune_event_dict
 from homeserver.events.signing import (
-    ServerVerifyKey,
     required_signatures,
     sign_event,
     verify_event,
@@ -121,7 +120,7 @@ def test_tampered_top_level_key_fails_the_signature() -> None:
 def test_wrong_key_fails() -> None:
     room_version = get_room_version("10")
     event = _signed_event(room_version)
-    impostor = ServerVerifyKey(get_verify_key(OTHER_KEY), TS + 1000)
+    impostor = verify_key_for(OTHER_KEY, TS + 1000)
     with pytest.raises(InvalidEventSignatureError, match="invalid"):
         verify_event_signatures(event, {**_keys(), ("origin.org", "ed25519:a"): impostor})
 
