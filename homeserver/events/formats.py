@@ -36,7 +36,8 @@ def serialize_for_client(
     ``include_room_id`` is False for /sync's per-room timelines
     (ClientEventWithoutRoomID). ``extra_unsigned`` carries per-request data the caller
     knows (``transaction_id`` for the sender's device, ``redacted_because``,
-    ``prev_content``, the requester's ``membership``...).
+    ``prev_content``, the requester's ``membership``...). The result shares nested
+    values (``content``...) with the event, so it is for encoding, not for mutating.
     """
     pdu = event.pdu
     content = event.content
