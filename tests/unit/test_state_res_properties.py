@@ -118,3 +118,62 @@ def test_every_room_version_resolves() -> None:
         dag.topic("T2", BOB, "two", parent=tip)
         resolved: dict[StateKey, Any] = dag.resolve("T1", "T2")
         assert resolved[("m.room.topic", "")] in {"T1", "T2"}
+
+
+def random_room(version: str, seed: int, size: int = 40) -> tuple[DagBuilder, list[str]]:
+    """A forked room grown from ``random.Random(seed)`` (same room for the same seed)."""
+    rng = random.Random(seed)
+    dag = DagBuilder(version)
+    names = [dag.initial_room({BOB: 50})]
+    for i in range(size):
+        name, parent = f"E{i}", rng.choice(names)
+        sender, ts = rng.choice(USERS), rng.randint(2000, 2010)
+        kind = rng.choice(KINDS)
+        if kind in ("topic", "name"):
+            dag.topic(name, sender, f"topic {i}", parent=parent, ts=ts)
+        elif kind == "power_levels":
+            levels = {user: rng.choice([0, 50, 100]) for user in (BOB, CHARLIE, ZARA)}
+            dag.power_levels(name, sender, levels, parent=parent, ts=ts)
+        elif kind == "join_rules":
+            rule = rng.choice(["public", "invite"])
+            dag.join_rules(name, sender, rule, parent=parent, ts=ts)
+        else:
+            membership = rng.choice(["join", "leave", "ban", "invite"])
+            target = sender if membership == "join" else rng.choice(USERS)
+            dag.member(name, sender, target, membership, parent=parent, ts=ts)
+        names.append(name)
+    return dag, rng.sample(names, 3)
+
+
+_HASH_SEED_SCRIPT = """
+import sys
+from tests.unit.test_state_res_properties import random_room
+for version in ("1", "10", "12"):
+    for seed in range(5):
+        dag, tips = random_room(version, seed)
+        print(version, seed, sorted(dag.resolve(*tips).items()))
+"""
+
+
+def test_resolution_does_not_depend_on_hash_seed() -> None:
+    # Sets of event IDs iterate in an order that depends on PYTHONHASHSEED: run the
+    # same resolutions in interpreters with different seeds and compare.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    outputs = set()
+    for hash_seed in ("0", "1", "12345"):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed, PYTHONPATH=str(root))
+        result = subprocess.run(
+            [sys.executable, "-c", _HASH_SEED_SCRIPT],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        outputs.add(result.stdout)
+    assert len(outputs) == 1
