@@ -16,13 +16,13 @@ def resolve_state(
     state_sets: Sequence[Mapping[StateKey, str]],
     source: StateResolutionSource,
     *,
-    readmit_rejected: bool = True,
+    readmit_rejected: bool = False,
 ) -> dict[StateKey, str]:
     """Resolve the room states ``state_sets`` ((type, state_key) -> event ID) into one.
 
     The events named by the state sets, and their auth chains, come from ``source``.
-    ``readmit_rejected`` only matters to v2 and v2.1 (see ``resolve_v2``): ``True``
-    follows the spec, ``False`` keeps previously rejected events out as Synapse does.
+    ``readmit_rejected`` only matters to v2 and v2.1 (see ``resolve_v2``): by default
+    previously rejected events stay out, as Synapse does.
     """
     if not state_sets:
         return {}

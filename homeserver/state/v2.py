@@ -42,14 +42,15 @@ def resolve_v2(
     state_sets: Sequence[Mapping[StateKey, str]],
     source: StateResolutionSource,
     *,
-    readmit_rejected: bool = True,
+    readmit_rejected: bool = False,
 ) -> dict[StateKey, str]:
     """Resolve ``state_sets`` with state resolution v2, or v2.1 for v2.1 room versions.
 
-    ``readmit_rejected``: the spec (``Rejected events``) says events rejected because
-    of the state at the event take part in resolution as usual, so they can enter
-    the resolved state if they pass the iterative auth checks. Synapse never admits
-    a rejected event; pass ``False`` to behave as it does.
+    ``readmit_rejected``: by default a rejected event never enters the resolved state,
+    as Synapse does and as the server-server spec's "Rejection" section says ("not
+    updating with the rejected event where it is a state event"); every server in a
+    room must reach the same answer, so we follow the network. ``True`` re-checks
+    rejected events like any other, the reading of the room version text alone.
     """
     unconflicted, conflicted = separate(state_sets)
     if not conflicted:

@@ -331,7 +331,7 @@ def test_creator_power_in_the_power_ordering(version: str, winner: str) -> None:
 
 
 @pytest.mark.parametrize("version", ["10", "12"])
-def test_rejected_event_that_now_passes_is_admitted_unless_asked_not_to(version: str) -> None:
+def test_rejected_event_stays_out_unless_readmission_is_asked_for(version: str) -> None:
     dag = DagBuilder(version)
     tip = dag.initial_room({BOB: 50})
     # Marked rejected (as if it failed against the state at the event on some server),
@@ -339,15 +339,15 @@ def test_rejected_event_that_now_passes_is_admitted_unless_asked_not_to(version:
     dag.topic("T_BOB", BOB, "bob's", parent=tip, rejected=True)
     dag.topic("T_ALICE", dag.creator, "alice's", parent=tip, ts=1)
     with_rejected = dag.state_after(tip) | {TOPIC: dag.id("T_BOB")}
-    assert dag.resolve(with_rejected, "T_ALICE")[TOPIC] == "T_BOB"
-    assert dag.resolve(with_rejected, "T_ALICE", readmit_rejected=False)[TOPIC] == "T_ALICE"
+    assert dag.resolve(with_rejected, "T_ALICE")[TOPIC] == "T_ALICE"
+    assert dag.resolve(with_rejected, "T_ALICE", readmit_rejected=True)[TOPIC] == "T_BOB"
 
 
 @pytest.mark.parametrize("version", ["10", "12"])
 def test_rejected_auth_events_are_not_used(version: str) -> None:
     # Bob's power comes from a power levels event that was rejected. Kept out (as
     # Synapse does), it cannot authorise Bob's topic, which is then checked against
-    # IPOWER (Bob at 0, state_default 50) and fails. Readmitted (the spec), the power
+    # IPOWER (Bob at 0, state_default 50) and fails. Readmitted (on request), the power
     # levels pass again and so does the topic.
     dag = DagBuilder(version)
     tip = dag.initial_room({BOB: 0})
@@ -361,9 +361,9 @@ def test_rejected_auth_events_are_not_used(version: str) -> None:
     )
     dag.topic("T_ALICE", dag.creator, "alice's", parent=tip, ts=1)
     with_bob = dag.state_after("T_BOB")
-    state = dag.resolve(with_bob, "T_ALICE", readmit_rejected=False)
+    state = dag.resolve(with_bob, "T_ALICE")
     assert state[TOPIC] == "T_ALICE"
     assert state[POWER_LEVELS] == "IPOWER"
-    state = dag.resolve(with_bob, "T_ALICE")
+    state = dag.resolve(with_bob, "T_ALICE", readmit_rejected=True)
     assert state[TOPIC] == "T_BOB"
     assert state[POWER_LEVELS] == "PL_REJECTED"
