@@ -142,13 +142,16 @@ class _PostgresServer:
     def check(self) -> None:
         try:
             self._admin().close()
+            return
         except psycopg2.OperationalError as e:
-            pytest.fail(
-                f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT} as {PG_USER}: {e}\n"
-                "Start it (pg_ctlcluster --skip-systemctl-redirect 15 main start) or run only "
-                'the SQLite tests with -m "not postgres".',
-                pytrace=False,
-            )
+            error = str(e).strip()
+        # Outside the except block, so the report is the message alone, not a chained traceback.
+        pytest.fail(
+            f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT} as {PG_USER}: {error}\n"
+            "Start it (pg_ctlcluster --skip-systemctl-redirect 15 main start) or run only "
+            'the SQLite tests with -m "not postgres".',
+            pytrace=False,
+        )
 
     def create(self) -> str:
         name = f"{self.prefix}_{next(self._counter)}"
