@@ -7,7 +7,6 @@ from typing import Any
 
 from twisted.internet import defer, ssl
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort
 
 from federation.transport import version as federation_version
 from homeserver.config import HomeserverConfig, ListenerConfig
@@ -48,7 +47,7 @@ class Homeserver:
         }
         self.in_flight = InFlightRequests()
         self.database: Database | None = None
-        self.listening_ports: list[IListeningPort] = []
+        self.listening_ports: list[Any] = []  # IListeningPort
         # The port each listener actually bound, in config order (useful with port 0).
         self.bound_ports: list[int] = []
 
@@ -135,7 +134,8 @@ class Homeserver:
                 f"config key 'tls_certificate_path' has value '{cert_path}': expected a PEM "
                 f"certificate matching 'tls_private_key_path' ({e})"
             ) from None
-        return certificate.options()  # type: ignore[no-any-return]
+        options: ssl.CertificateOptions = certificate.options()
+        return options
 
     async def stop(self) -> None:
         """Stop listening, let in-flight requests and transactions finish, close the database."""

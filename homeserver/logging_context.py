@@ -99,7 +99,6 @@ def _route_twisted_logs() -> None:
         return
     from twisted.logger import STDLibLogObserver, globalLogBeginner
 
-    globalLogBeginner.beginLoggingTo(
-        [STDLibLogObserver(name="twisted")], redirectStandardIO=False, discardBuffer=True
-    )
+    observer: Any = STDLibLogObserver(name="twisted")  # provides ILogObserver (zope)
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False, discardBuffer=True)
     _twisted_routed = True

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from signedjson.key import decode_verify_key_bytes, encode_verify_key_base64, read_signing_keys
+from signedjson.key import (
+    decode_verify_key_bytes,
+    encode_verify_key_base64,
+    get_verify_key,
+    read_signing_keys,
+)
 from signedjson.sign import sign_json
 from signedjson.types import SigningKey
 from unpaddedbase64 import decode_base64
@@ -79,7 +84,7 @@ class ServerKeys:
             "server_name": self.server_name,
             "valid_until_ts": now_ms + self.key_refresh_interval_ms,
             "verify_keys": {
-                key_id(key): {"key": encode_verify_key_base64(key.verify_key)}
+                key_id(key): {"key": encode_verify_key_base64(get_verify_key(key))}
                 for key in self.signing_keys
             },
             "old_verify_keys": {

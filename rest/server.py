@@ -52,7 +52,7 @@ class HearthRequest(server.Request):
     _body_received = 0
 
     def gotLength(self, length: int | None) -> None:
-        limit = getattr(self.channel.site, "max_body_size", DEFAULT_MAX_BODY_SIZE)
+        limit = _max_body_size(self)
         if length is not None and length > limit:
             self.body_too_large = True
             self.content = io.BytesIO()
@@ -63,7 +63,7 @@ class HearthRequest(server.Request):
         if self.body_too_large:
             return
         self._body_received += len(data)
-        limit = getattr(self.channel.site, "max_body_size", DEFAULT_MAX_BODY_SIZE)
+        limit = _max_body_size(self)
         if self._body_received > limit:
             self.body_too_large = True
             self.content = io.BytesIO()
@@ -71,8 +71,13 @@ class HearthRequest(server.Request):
         super().handleContentChunk(data)
 
 
+def _max_body_size(request: server.Request) -> int:
+    site = getattr(request.channel, "site", None)
+    return int(getattr(site, "max_body_size", DEFAULT_MAX_BODY_SIZE))
+
+
 class HearthSite(server.Site):
-    requestFactory = HearthRequest  # type: ignore[assignment]
+    requestFactory = HearthRequest
 
     def __init__(self, root: resource.Resource, max_body_size: int, **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
@@ -284,7 +289,7 @@ def _send(
     content_type: str | None,
     headers: Mapping[str, str],
 ) -> None:
-    if request.finished or request._disconnected:  # type: ignore[attr-defined]
+    if request.finished or request._disconnected:
         return
     request.setResponseCode(status)
     for name, value in CORS_HEADERS.items():

@@ -93,8 +93,12 @@ ip_range_whitelist: ['10.1.0.0/16']
     assert config.ratelimits["rc_login.account"].per_second == pytest.approx(0.003)
     assert config.key_refresh_interval_ms == 2 * 86_400_000
     assert config.ip_range_whitelist == (ipaddress.ip_network("10.1.0.0/16"),)
-    assert set(config.ignored_keys) == {"pid_file", "report_stats", "macaroon_secret_key",
-                                        "form_secret"}
+    assert set(config.ignored_keys) == {
+        "pid_file",
+        "report_stats",
+        "macaroon_secret_key",
+        "form_secret",
+    }
 
 
 @pytest.mark.parametrize(
@@ -120,10 +124,16 @@ ip_range_whitelist: ['10.1.0.0/16']
         ({"rc_message": {"per_second": -1}}, "rc_message.per_second", "number >= 0"),
         ({"rc_login": {"address": {"burst_count": "x"}}}, "rc_login.address.burst_count", "number"),
         ({"public_baseurl": "example.org"}, "public_baseurl", "http:// or https://"),
-        ({"trusted_key_servers": [{"verify_keys": {}}]}, "trusted_key_servers[0].server_name",
-         "missing"),
-        ({"app_service_config_files": ["/nonexistent/as.yaml"]}, "app_service_config_files[0]",
-         "existing file"),
+        (
+            {"trusted_key_servers": [{"verify_keys": {}}]},
+            "trusted_key_servers[0].server_name",
+            "missing",
+        ),
+        (
+            {"app_service_config_files": ["/nonexistent/as.yaml"]},
+            "app_service_config_files[0]",
+            "existing file",
+        ),
         ({"key_refresh_interval": "soon"}, "key_refresh_interval", "duration"),
     ],
 )
@@ -156,9 +166,15 @@ def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
     (tmp_path / "cfg").mkdir()
     path = tmp_path / "cfg" / "homeserver.yaml"
-    path.write_text(yaml.safe_dump({**MINIMAL, "media_store_path": "media",
-                                    "database": {"name": "sqlite3",
-                                                 "args": {"database": "db/hs.db"}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                **MINIMAL,
+                "media_store_path": "media",
+                "database": {"name": "sqlite3", "args": {"database": "db/hs.db"}},
+            }
+        )
+    )
     config = load_config(path)
     assert config.media_store_path == tmp_path / "cfg" / "media"
     assert config.database.args["database"] == str(tmp_path / "cfg" / "db" / "hs.db")

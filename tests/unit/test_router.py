@@ -22,8 +22,9 @@ async def other(request: HttpRequest) -> dict[str, Any]:
 def make_router() -> Router:
     router = Router()
     router.add("GET", "/_matrix/client/versions", handler)
-    router.add(["PUT"], client_patterns("/rooms/{roomId}/send/{eventType}/{txnId}"), other,
-               auth=Auth.USER)
+    router.add(
+        ["PUT"], client_patterns("/rooms/{roomId}/send/{eventType}/{txnId}"), other, auth=Auth.USER
+    )
     router.add("GET", "/_matrix/media/v3/download/{serverName}/{mediaId}/{fileName:path}", handler)
     router.add("GET", "/_matrix/media/v3/download/{serverName}/{mediaId}", other)
     return router
@@ -32,7 +33,9 @@ def make_router() -> Router:
 def test_literal_and_placeholder_routes_match() -> None:
     router = make_router()
     assert router.match("GET", "/_matrix/client/versions").route.handler is handler
-    found = router.match("PUT", "/_matrix/client/r0/rooms/%21abc%3Aexample.org/send/m.room.message/t1")
+    found = router.match(
+        "PUT", "/_matrix/client/r0/rooms/%21abc%3Aexample.org/send/m.room.message/t1"
+    )
     assert found.route.auth is Auth.USER
     assert found.path_params == {
         "roomId": "!abc:example.org",
