@@ -55,8 +55,9 @@ class DatabaseConfig:
 def create_database(config: DatabaseConfig, reactor: IReactorThreads | None = None) -> Database:
     """A Database for ``config``; its pool starts with the reactor (now, if it is running).
 
-    Call on the reactor thread. Raises EngineError for an unusable configuration; nothing
-    connects until the first transaction.
+    Call on the reactor thread. ``reactor`` defaults to the global one; any other must be a
+    full reactor (threads, core and time), as every real Twisted reactor is. Raises
+    EngineError for an unusable configuration; nothing connects until the first transaction.
     """
     engine_class = ENGINES.get(config.name)
     if engine_class is None:
