@@ -1,8 +1,10 @@
 """A small room builder for the authorisation rule tests.
 
-Events get synthetic IDs (the rules never look at hashes): ``$<n>:<sender server>`` in
-v1/v2, where the rules do read event ID domains, and ``$<n>`` later. In v12 the room
-ID is derived from the create event's ID, as the real thing does.
+Events carry a real content hash and, from v3 on, their real event ID (the reference
+hash), so the same events can be handed to other implementations; v1/v2 events get
+``$<n>:<sender server>``, whose domain the v1/v2 redaction rule reads. In v12 the room
+ID is derived from the create event's ID. Signatures are placeholders: the rules only
+look at which servers signed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from homeserver.auth import auth_types_for_event, check_auth_rules
+from homeserver.events.errors import EventValidationError
+from homeserver.events.hashing import add_content_hash, compute_event_id
 from homeserver.events.model import Event, StateKey
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, RoomVersion
 
@@ -19,6 +23,7 @@ ALICE = "@alice:a.test"  # the creator
 BOB = "@bob:b.test"
 CAROL = "@carol:c.test"
 DAVE = "@dave:d.test"
+USERS = [ALICE, BOB, CAROL, DAVE]
 
 ALL_VERSIONS = [str(n) for n in range(1, 13)]
 
@@ -37,11 +42,19 @@ def domain(identifier: str) -> str:
 _counter = itertools.count(1)
 
 
-def event_id_for(room_version: RoomVersion, sender: str) -> str:
-    n = next(_counter)
-    if room_version.event_format is EventFormat.V1:
-        return f"${n}:{domain(sender)}"
-    return f"$ev{n}"
+def _finish(pdu: dict[str, Any], room_version: RoomVersion, event_id: str | None) -> Event:
+    """Hash ``pdu`` and wrap it; ``event_id`` overrides the ID it would get."""
+    if room_version.uses_opaque_event_ids:
+        event_id = event_id or f"${next(_counter)}:{domain(pdu['sender'])}"
+        pdu["event_id"] = event_id
+    try:
+        add_content_hash(pdu)
+        if event_id is None:
+            event_id = compute_event_id(pdu, room_version)
+    except EventValidationError:
+        # Content no JSON can carry (NaN, infinities): only the rules get to see it.
+        event_id = event_id or f"$unhashable{next(_counter)}"
+    return Event(pdu, room_version, event_id)
 
 
 def references(room_version: RoomVersion, event_ids: Iterable[str]) -> list[Any]:
@@ -64,7 +77,6 @@ def make_create(
         content = {"room_version": version}
         if not room_version.implicit_room_creator:
             content["creator"] = sender
-    event_id = event_id or event_id_for(room_version, sender)
     pdu: dict[str, Any] = {
         "type": "m.room.create",
         "state_key": "",
@@ -73,7 +85,7 @@ def make_create(
         "prev_events": references(room_version, prev_events or []),
         "auth_events": [],
         "depth": 1,
-        "origin_server_ts": 0,
+        "origin_server_ts": next(_counter),
         "signatures": {domain(sender): {"ed25519:k": "sig"}},
     }
     if room_version.room_id_is_create_event_hash:
@@ -81,9 +93,7 @@ def make_create(
             pdu["room_id"] = room_id
     else:
         pdu["room_id"] = room_id or f"!room:{domain(sender)}"
-    if room_version.event_format is EventFormat.V1:
-        pdu["event_id"] = event_id
-    return Event(pdu, room_version, event_id)
+    return _finish(pdu, room_version, event_id)
 
 
 class Room:
@@ -118,7 +128,6 @@ class Room:
         signed_by: Iterable[str] = (),
     ) -> Event:
         room_version = self.room_version
-        event_id = event_id or event_id_for(room_version, sender)
         signatures = {domain(sender): {"ed25519:k": "sig"}}
         for server in signed_by:
             signatures[server] = {"ed25519:k": "sig"}
@@ -132,15 +141,13 @@ class Room:
             ),
             "auth_events": [],
             "depth": 2,
-            "origin_server_ts": 0,
+            "origin_server_ts": next(_counter),
             "signatures": signatures,
         }
         if state_key is not None:
             pdu["state_key"] = state_key
-        if room_version.event_format is EventFormat.V1:
-            pdu["event_id"] = event_id
         pdu.update(extra or {})
-        return Event(pdu, room_version, event_id)
+        return _finish(pdu, room_version, event_id)
 
     def member(
         self,
