@@ -47,6 +47,8 @@ class DagCase:
     state_sets: list[StateMap]
     # Intermediate merges: (state sets, what Synapse resolved them to).
     merges: list[tuple[list[StateMap], StateMap]] = field(default_factory=list)
+    # Branch events marked rejected after the fact (see ``DagBuilder.reject_some``).
+    rejected: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         lines = [f"room {self.room.room_id} v{self.room.room_version}"]
@@ -151,7 +153,34 @@ class DagBuilder:
                 extra = Branch(list(history[-1][0]), dict(history[-1][1]))
                 self.grow(extra, rng.randint(1, 5))
                 branches.append(extra)
-        return DagCase(self.room, self.synapse, [b.state for b in branches], self.merges)
+        case = DagCase(self.room, self.synapse, [b.state for b in branches], self.merges)
+        if not self.merges and rng.random() < 0.35:
+            case.rejected = self.reject_some(case, trunk_ids={e for e, _ in history_ids(history)})
+        return case
+
+    def reject_some(self, case: DagCase, trunk_ids: set[str]) -> list[str]:
+        """Mark one or two branch events rejected, as if this server had rejected them
+        against the state before them while another server accepted them (so they
+        still sit in that server's state set). Only events no other event cites as an
+        auth event are picked: an accepted event cannot have a rejected auth event.
+        """
+        cited = {
+            a[0] if isinstance(a, list) else a
+            for event in self.room.events.values()
+            for a in event.pdu["auth_events"]
+        }
+        in_state = {e for state_set in case.state_sets for e in state_set.values()}
+        excluded = trunk_ids | cited | {self.room.create_id}
+        options = sorted(in_state - excluded)
+        picked = self.rng.sample(options, min(len(options), self.rng.randint(1, 2)))
+        for event_id in picked:
+            self.room.events[event_id].rejected = True
+            self.synapse.add(self.room.events[event_id])
+        return picked
+
+
+def history_ids(history: list[tuple[list[str], StateMap]]) -> list[tuple[str, int]]:
+    return [(tip, i) for i, (tips, _) in enumerate(history) for tip in tips]
 
 
 class _Overlay(oracle.EventMap):

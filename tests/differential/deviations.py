@@ -9,7 +9,8 @@ Synapse then agrees with Hearth. Anything else is a mismatch and fails the test.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from signedjson.key import decode_verify_key_bytes
@@ -32,33 +33,35 @@ def _recheck(event: EventBase, auth_events: list[EventBase]) -> bool:
     return oracle.check_against_state(event, auth_events)[0]
 
 
+Neutraliser = Callable[[EventBase, list[EventBase]], tuple[EventBase, list[EventBase]] | None]
+"""Given an event and its auth events, the same inputs with one deviation's trigger
+removed, or None when the deviation cannot apply to them."""
+
+
 def federate_target_domain(
-    event: EventBase, hearth_ok: bool, synapse_why: str, events: oracle.EventMap
-) -> bool:
+    event: EventBase, auth: list[EventBase]
+) -> tuple[EventBase, list[EventBase]] | None:
     """Synapse also applies ``m.federate: false`` to the *target* of a membership event.
 
     Spec (rooms/v1.md ... v12.md, auth rules): "If the content of the m.room.create
     event in the room state has the property m.federate set to false, and the sender
     domain of the event does not match the sender domain of the create event, reject."
-    Only the sender's domain counts. The difference is accepted when the sender is on
-    the creator's server and Synapse, asked again with a create event that federates,
-    agrees with Hearth.
+    Only the sender's domain counts. Applies when the sender is on the creator's
+    server and the target is not; neutralised by a create event that federates.
     """
-    if event.type != "m.room.member" or "unfederatable" not in synapse_why:
-        return False
-    auth = _auth_events(event, events)
+    if event.type != "m.room.member":
+        return None
     create = next((e for e in auth if (e.type, e.state_key) == ("m.room.create", "")), None)
     if create is None or create.content.get("m.federate", True) is True:
-        return False
+        return None
     if _domain(event.sender) != _domain(create.sender):
-        return False
+        return None
     if _domain(event.state_key) == _domain(create.sender):
-        return False
+        return None
     pdu = create.get_pdu_json()
     pdu["content"] = {k: v for k, v in pdu["content"].items() if k != "m.federate"}
     federating = make_event_from_dict(pdu, create.room_version)
-    swapped = [federating if e is create else e for e in auth]
-    return _recheck(event, swapped) == hearth_ok
+    return event, [federating if e is create else e for e in auth]
 
 
 def _verifies(signed: dict[str, Any], server: str, key_id: str, public_keys: list[str]) -> bool:
@@ -75,37 +78,34 @@ def _verifies(signed: dict[str, Any], server: str, key_id: str, public_keys: lis
 
 
 def third_party_invite_first_signature(
-    event: EventBase, hearth_ok: bool, synapse_why: str, events: oracle.EventMap
-) -> bool:
+    event: EventBase, auth: list[EventBase]
+) -> tuple[EventBase, list[EventBase]] | None:
     """Synapse gives up on a public key after the first Ed25519 signature it tries.
 
     Spec (auth rules, m.room.member invite with third_party_invite): "If any signature
     in signed matches any public key in the m.room.third_party_invite event, allow."
     Synapse's ``_verify_third_party_invite`` moves on to the next *public key* as soon
     as one signature fails, so a bad signature listed before a good one loses the
-    invite. The difference is accepted when Synapse, asked again with only the
-    signatures that verify, agrees with Hearth.
+    invite. Applies when some but not all signatures verify; neutralised by keeping
+    only the signatures that verify.
     """
     if event.type != "m.room.member" or event.membership != "invite":
-        return False
+        return None
     tpi = event.content.get("third_party_invite")
-    signed = tpi.get("signed") if isinstance(tpi, dict) else None
-    if not isinstance(signed, dict) or not isinstance(signed.get("signatures"), dict):
-        return False
-    auth = _auth_events(event, events)
+    signed = tpi.get("signed") if isinstance(tpi, Mapping) else None
+    if not isinstance(signed, Mapping) or not isinstance(signed.get("signatures"), Mapping):
+        return None
+    signed = copy.deepcopy(dict(signed))
+    token = signed.get("token")
     invite = next(
-        (
-            e
-            for e in auth
-            if e.type == "m.room.third_party_invite" and e.state_key == signed.get("token")
-        ),
+        (e for e in auth if e.type == "m.room.third_party_invite" and e.state_key == token),
         None,
     )
     if invite is None:
-        return False
+        return None
     public_keys = [invite.content["public_key"]] if "public_key" in invite.content else []
     public_keys += [
-        k["public_key"] for k in invite.content.get("public_keys", []) if isinstance(k, dict)
+        k["public_key"] for k in invite.content.get("public_keys", []) if isinstance(k, Mapping)
     ]
     good: dict[str, dict[str, str]] = {}
     for server, block in signed["signatures"].items():
@@ -113,14 +113,13 @@ def third_party_invite_first_signature(
             if key_id.startswith("ed25519:") and _verifies(signed, server, key_id, public_keys):
                 good.setdefault(server, {})[key_id] = block[key_id]
     if not good or good == signed["signatures"]:
-        return False
+        return None
     pdu = copy.deepcopy(event.get_pdu_json())
     pdu["content"]["third_party_invite"]["signed"]["signatures"] = good
-    pruned = make_event_from_dict(pdu, event.room_version)
-    return _recheck(pruned, auth) == hearth_ok
+    return make_event_from_dict(pdu, event.room_version), auth
 
 
-AUTH_DEVIATIONS: dict[str, Callable[[EventBase, bool, str, oracle.EventMap], bool]] = {
+AUTH_DEVIATIONS: dict[str, Neutraliser] = {
     "federate_target_domain": federate_target_domain,
     "third_party_invite_first_signature": third_party_invite_first_signature,
 }
@@ -132,8 +131,23 @@ def classify_auth_difference(
     synapse_why: str,
     events: oracle.EventMap,
 ) -> str | None:
-    """The name of the documented deviation explaining this difference, or None."""
-    for name, predicate in AUTH_DEVIATIONS.items():
-        if predicate(synapse_event, hearth_ok, synapse_why, events):
-            return name
+    """The documented deviation(s) explaining this difference, or None.
+
+    Tries each deviation's neutraliser, then pairs of them, and asks Synapse's
+    state-dependent rules again: the first combination after which Synapse agrees with
+    Hearth names the difference.
+    """
+    auth = _auth_events(synapse_event, events)
+    names = list(AUTH_DEVIATIONS)
+    for size in range(1, len(names) + 1):
+        for combo in itertools.combinations(names, size):
+            event, inputs = synapse_event, auth
+            for name in combo:
+                neutralised = AUTH_DEVIATIONS[name](event, inputs)
+                if neutralised is None:
+                    break
+                event, inputs = neutralised
+            else:
+                if _recheck(event, inputs) == hearth_ok:
+                    return "+".join(combo)
     return None

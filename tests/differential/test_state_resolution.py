@@ -41,6 +41,15 @@ def _diff(expected: StateMap, actual: StateMap) -> str:
     )
 
 
+def _hearth_resolve(
+    hearth_events: hearth_side.HearthEvents, state_sets: list[StateMap], readmit_rejected: bool
+) -> StateMap:
+    try:
+        return hearth_side.resolve(hearth_events, state_sets, readmit_rejected=readmit_rejected)
+    except Exception as e:  # a crash is a mismatch to report, with the seed
+        return {("<hearth raised>", repr(e)): ""}
+
+
 def _compare(
     tally: Tally,
     case: DagCase,
@@ -50,11 +59,21 @@ def _compare(
     what: str,
     index: int,
 ) -> None:
+    """Hearth as the spec says must give Synapse's answer, except for exactly the
+    documented deviation ``never_readmits_rejected``: Synapse keeps events it once
+    rejected out of the resolved state; the spec ("Rejected events", rooms/v2.md) has
+    them "handled as usual by the algorithm". Hearth's ``readmit_rejected=False`` mode
+    must then give Synapse's answer exactly.
+    """
     tally.cases += 1
-    try:
-        actual = hearth_side.resolve(hearth_events, state_sets)
-    except Exception as e:  # a crash is a mismatch to report, with the seed
-        actual = {("<hearth raised>", repr(e)): ""}
+    actual = _hearth_resolve(hearth_events, state_sets, readmit_rejected=True)
+    if actual != expected and case.rejected:
+        compatible = _hearth_resolve(hearth_events, state_sets, readmit_rejected=False)
+        if compatible == expected:
+            tally.deviation("never_readmits_rejected")
+            return
+        what += " (readmit_rejected=False)"
+        actual = compatible
     if actual != expected:
         tally.mismatches.append(
             f"{what} of case {index} differs:\n{_diff(expected, actual)}\n"
@@ -73,6 +92,19 @@ def test_state_resolution_matches_synapse(version: str) -> None:
         hearth_events = hearth_side.HearthEvents(version)
         for event in case.room.events.values():
             hearth_events.add(event)
+        if case.rejected:
+            tally.cases += 1
+            expected = oracle.resolve(
+                version, case.room.room_id, case.state_sets, case.synapse_events.all()
+            )
+            compatible = _hearth_resolve(hearth_events, case.state_sets, readmit_rejected=False)
+            if compatible != expected:
+                tally.mismatches.append(
+                    f"resolution of case {index} with rejected events "
+                    f"{case.rejected} (readmit_rejected=False) differs:\n"
+                    f"{_diff(expected, compatible)}\n"
+                    f"  reproduce: {reproduce_hint(HERE, version, index)}\n{case.describe()}"
+                )
         for state_sets, expected in case.merges:
             _compare(tally, case, hearth_events, state_sets, expected, "merge", index)
         expected = oracle.resolve(
