@@ -46,7 +46,7 @@ from synapse.storage.databases.main.event_federation import StateDifference
 from homeserver.auth import AuthError, check_auth_rules
 from homeserver.events.hashing import make_event
 from homeserver.events.model import Event
-from homeserver.events.signing import ServerVerifyKey, sign_event, verify_event
+from homeserver.events.signing import sign_event, verify_event, verify_key_for
 from homeserver.room_versions import get_room_version
 from homeserver.state.resolve import resolve_state
 from homeserver.state.source import InMemoryEventSource
@@ -188,7 +188,7 @@ def bench_verify(version: str, templates: list[dict[str, Any]], repeats: int) ->
         signed.append(pdu)
     hearth_events = [make_event(copy.deepcopy(p), hearth_rv) for p in signed]
     synapse_events = [make_event_from_dict(p, synapse_rv) for p in signed]
-    keys = {(SERVER, f"ed25519:{key.version}"): ServerVerifyKey(verify_key, 2**62)}
+    keys = {(SERVER, f"ed25519:{key.version}"): verify_key_for(key, 2**62)}
 
     def hearth() -> None:
         for event in hearth_events:
@@ -378,10 +378,10 @@ class _SynapseStore:
         additional_backwards_reachable_conflicted_events: set[str] | None,
     ) -> StateDifference:
         start = time.perf_counter()
-        common = set.intersection(*state_sets)
+        common = set(state_sets[0]).intersection(*state_sets[1:])
         shared = self._chain(common)
         chains = [self._chain(s - common) | shared for s in state_sets]
-        difference = set.union(*chains) - set.intersection(*chains)
+        difference = set().union(*chains) - chains[0].intersection(*chains[1:])
         subgraph: set[str] | None = None
         if conflicted_state is not None:
             below = self._chain(conflicted_state)
