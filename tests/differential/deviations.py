@@ -18,6 +18,9 @@ from signedjson.sign import SignatureVerifyException, verify_signed_json
 from synapse.events import EventBase, make_event_from_dict
 from unpaddedbase64 import decode_base64
 
+from homeserver.events.hashing import make_event
+from homeserver.events.model import Event
+from tests.differential import hearth_side
 from tests.differential import synapse_oracle as oracle
 
 
@@ -119,24 +122,119 @@ def third_party_invite_first_signature(
     return make_event_from_dict(pdu, event.room_version), auth
 
 
+def member_state_key_not_user_id(
+    event: EventBase, auth: list[EventBase]
+) -> tuple[EventBase, list[EventBase]] | None:
+    """Synapse rejects a membership event whose ``state_key`` is not a user ID.
+
+    The auth rules never ask for the target to be a valid user ID; Synapse parses it
+    (``get_domain_from_id`` for its m.federate check) and fails with "Invalid ID".
+    Applies when the state_key has no ``:`` server part; neutralised by a valid user
+    ID on the creator's server that has no membership and no power level entry.
+    """
+    if event.type != "m.room.member":
+        return None
+    state_key = event.state_key
+    if ":" in state_key and state_key.startswith("@"):
+        return None
+    create = next((e for e in auth if (e.type, e.state_key) == ("m.room.create", "")), None)
+    if create is None:
+        return None
+    pdu = copy.deepcopy(event.get_pdu_json())
+    pdu["state_key"] = f"@ghost:{_domain(create.sender)}"
+    replaced = [e for e in auth if (e.type, e.state_key) != ("m.room.member", state_key)]
+    return make_event_from_dict(pdu, event.room_version), replaced
+
+
+def power_levels_non_object_maps(
+    event: EventBase, auth: list[EventBase]
+) -> tuple[EventBase, list[EventBase]] | None:
+    """Synapse crashes on power levels whose ``users``/``events``/``notifications``
+    is not an object.
+
+    Before v10 the rules only validate ``users`` (rooms/v1.md: "If the users property
+    in content is not an object with keys that are valid user IDs with values that
+    are integers (or a string that is an integer), reject."), so the first power
+    levels event of a room can carry ``"events": null``; v10+ rejects it ("If either
+    of the properties events or notifications in content are present and not an
+    object..."). Synapse then raises ``AttributeError`` for every later event it
+    authorises against it (``.get`` on None), which rejects them all; the spec
+    treats the property as absent. Applies when the power levels among the auth events
+    has such a value; neutralised by dropping those properties.
+    """
+    pl = next((e for e in auth if (e.type, e.state_key) == ("m.room.power_levels", "")), None)
+    if pl is None:
+        return None
+    odd = [
+        k
+        for k in ("users", "events", "notifications")
+        if k in pl.content and not isinstance(pl.content[k], Mapping)
+    ]
+    if not odd:
+        return None
+    pdu = copy.deepcopy(pl.get_pdu_json())
+    for key in odd:
+        del pdu["content"][key]
+    fixed = make_event_from_dict(pdu, pl.room_version)
+    return event, [fixed if e is pl else e for e in auth]
+
+
 AUTH_DEVIATIONS: dict[str, Neutraliser] = {
+    "power_levels_non_object_maps": power_levels_non_object_maps,
     "federate_target_domain": federate_target_domain,
     "third_party_invite_first_signature": third_party_invite_first_signature,
+    "member_state_key_not_user_id": member_state_key_not_user_id,
 }
+
+
+def authoriser_signature_beyond_joins(
+    synapse_event: EventBase,
+    hearth_event: Event,
+    hearth_events: hearth_side.HearthEvents,
+) -> bool:
+    """Synapse checks the authorising server's signature on joins only.
+
+    Spec (rooms/v8.md ... v12.md, auth rules for m.room.member): "If content has a
+    join_authorised_via_users_server key: If the event is not validly signed by the
+    homeserver of the user ID denoted by the key, reject." - whatever the membership.
+    Synapse (``validate_event_for_room_version``) asks for that signature only when
+    the membership is ``join``. Recognised when Hearth, asked again without the key,
+    allows the event as Synapse does.
+    """
+    if synapse_event.type != "m.room.member" or synapse_event.membership == "join":
+        return False
+    if not synapse_event.room_version.restricted_join_rule:
+        return False
+    content = hearth_event.content
+    if "join_authorised_via_users_server" not in content:
+        return False
+    authoriser = content["join_authorised_via_users_server"]
+    if isinstance(authoriser, str) and _domain(authoriser) in hearth_event.signatures:
+        return False
+    pdu = copy.deepcopy(hearth_event.pdu)
+    del pdu["content"]["join_authorised_via_users_server"]
+    without = make_event(pdu, hearth_event.room_version)
+    return hearth_side.check_auth(without, hearth_events)[0]
 
 
 def classify_auth_difference(
     synapse_event: EventBase,
+    hearth_event: Event,
     hearth_ok: bool,
-    synapse_why: str,
     events: oracle.EventMap,
+    hearth_events: hearth_side.HearthEvents,
 ) -> str | None:
     """The documented deviation(s) explaining this difference, or None.
 
-    Tries each deviation's neutraliser, then pairs of them, and asks Synapse's
-    state-dependent rules again: the first combination after which Synapse agrees with
-    Hearth names the difference.
+    Where Synapse is the stricter: tries each deviation's neutraliser, then
+    combinations of them, and asks Synapse's state-dependent rules again; the first
+    combination after which Synapse agrees with Hearth names the difference. Where
+    Hearth is the stricter: the predicates that re-ask Hearth.
     """
+    if not hearth_ok:
+        if authoriser_signature_beyond_joins(synapse_event, hearth_event, hearth_events):
+            return "authoriser_signature_beyond_joins"
+        return None
     auth = _auth_events(synapse_event, events)
     names = list(AUTH_DEVIATIONS)
     for size in range(1, len(names) + 1):

@@ -348,7 +348,76 @@ class CandidateMaker:
             if number <= 6:
                 kinds.append((self.aliases, 3))
         make = rng.choices([k for k, _ in kinds], weights=[w for _, w in kinds])[0]
-        return make(state)
+        candidate = make(state)
+        if not state_only and rng.random() < 0.08:
+            self.oddify(candidate)
+        return candidate
+
+    def _odd_level(self) -> Any:
+        """Values a power level should not be, or only barely is."""
+        odd: list[Any] = [
+            " 50",
+            "+50",
+            "0x10",
+            "1e2",
+            "50.0",
+            "",
+            "-0",
+            "\u0665",
+            None,
+            [],
+            {},
+            True,
+        ]
+        odd += [2**53, -(2**53) + 1]
+        if self.room.number < 6:
+            # Lenient canonical JSON: floats and big integers can reach old rooms.
+            odd += [50.5, 99.0, 2**60]
+        return self.rng.choice(odd)
+
+    def oddify(self, candidate: Candidate) -> None:
+        """Make the content of ``candidate`` malformed or borderline, in place."""
+        rng = self.rng
+        content = candidate.content
+        if not isinstance(content, dict):
+            return
+        if candidate.type == "m.room.member":
+            choice = rng.randrange(5)
+            if choice == 0:
+                content["membership"] = rng.choice((5, None, ["join"], "Join"))
+            elif choice == 1:
+                content.pop("membership", None)
+            elif choice == 2:
+                content["join_authorised_via_users_server"] = rng.choice((5, "@nope", None))
+            elif choice == 3:
+                content["third_party_invite"] = rng.choice(
+                    ("x", {"signed": "x"}, {"signed": {"mxid": 5, "token": 5}}, {})
+                )
+            else:
+                candidate.state_key = rng.choice(("", "@", "not-a-user", "@u1:a.test_x"))
+        elif candidate.type == "m.room.power_levels":
+            choice = rng.randrange(4)
+            if choice == 0:
+                content[rng.choice(POWER_LEVEL_KEYS)] = self._odd_level()
+            elif choice == 1:
+                content.setdefault("users", {})
+                if isinstance(content["users"], dict):
+                    content["users"][rng.choice(USERS)] = self._odd_level()
+            elif choice == 2:
+                key = rng.choice(("users", "events", "notifications"))
+                content[key] = rng.choice(([], "x", None, {"m.room.topic": self._odd_level()}))
+            else:
+                content["notifications"] = {"room": self._odd_level()}
+        elif candidate.type == "m.room.join_rules":
+            choice = rng.randrange(3)
+            if choice == 0:
+                content["join_rule"] = rng.choice((5, None, "PUBLIC", ["public"]))
+            elif choice == 1:
+                content.pop("join_rule", None)
+            else:
+                content["allow"] = rng.choice(("x", [5], None))
+        elif candidate.state_key is not None:
+            candidate.state_key = rng.choice(("@", "@u1:a.test_x", "@:", "@u1:a.test:x"))
 
     def member(self, state: Mapping[StateKey, str]) -> Candidate:
         rng = self.rng
@@ -401,6 +470,9 @@ class CandidateMaker:
         rng = self.rng
         room = self.room
         content = self.current_power_levels(state)
+        for key in ("users", "events", "notifications"):
+            if key in content and not isinstance(content[key], dict):
+                del content[key]
         joined = self._users_with(state, "join")
         for _ in range(rng.randint(1, 3)):
             change = rng.choices(

@@ -127,11 +127,16 @@ class _FakeEventStore:
 def check_auth(event: EventBase, events: EventMap) -> tuple[bool, str]:
     """Synapse's verdict on ``event`` against its own ``auth_events``.
 
-    The state-independent rules (create event rules, the shape of auth_events), then
+    ``validate_event_for_room_version`` (run on every received PDU before auth: it
+    holds the rule on the restricted-join authoriser's signature), the
+    state-independent rules (create event rules, the shape of auth_events), then
     the state-dependent rules with the event's auth events as the state, as Synapse's
     federation handler does for a received PDU. Returns (allowed, reason).
     """
     try:
+        # Size limits and which servers must have signed (the signatures themselves
+        # are valid: the generator made them).
+        event_auth.validate_event_for_room_version(event)
         run(event_auth.check_state_independent_auth_rules(_FakeEventStore(events), event))
         if event.type != "m.room.create":
             auth = [events[e] for e in event.auth_event_ids()]

@@ -92,6 +92,10 @@ def test_state_resolution_matches_synapse(version: str) -> None:
         hearth_events = hearth_side.HearthEvents(version)
         for event in case.room.events.values():
             hearth_events.add(event)
+        tally.mismatches += [
+            f"{m}\n  reproduce: {reproduce_hint(HERE, version, index)}"
+            for m in hearth_events.id_mismatches
+        ]
         if case.rejected:
             tally.cases += 1
             expected = oracle.resolve(
