@@ -1,0 +1,544 @@
+"""Events and room state: persisting a batch of events in one transaction, and reading them.
+
+The writer keeps three caches right after each commit: events by ID, each room's head
+(forward extremities, depth, current state and its state group), and room versions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from homeserver.events.model import Event, StateKey
+from homeserver.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.util.caches import LruCache
+from storage.engine import Cursor, Database
+from storage.state import MAX_CHAIN_LENGTH, StateMap, read_state_group, write_state_group
+from storage.stream_ids import StreamIdGenerator
+
+logger = logging.getLogger(__name__)
+
+_EVENT_COLUMNS = (
+    "e.event_id, e.json, r.room_version, e.rejected_reason, e.internal_metadata,"
+    " e.stream_ordering, e.outlier"
+)
+
+
+@dataclass(frozen=True)
+class RoomHead:
+    """Where the next local event in a room attaches."""
+
+    room_version: RoomVersion
+    forward_extremities: tuple[str, ...]
+    max_depth: int
+    state: StateMap
+    state_group: int | None
+    state_chain_length: int
+
+
+@dataclass(frozen=True)
+class NewRoom:
+    room_id: str
+    room_version: RoomVersion
+    creator: str
+    created_ts: int
+    is_public: bool = False
+
+
+@dataclass(frozen=True)
+class TxnRecord:
+    """The client transaction an event answers, for idempotent retries."""
+
+    user_id: str
+    device_id: str
+    txn_id: str
+    request_hash: str
+
+
+@dataclass
+class PersistResult:
+    events: list[Event]
+    max_stream_ordering: int
+    head: RoomHead
+    state_changes: dict[StateKey, str | None] = field(default_factory=dict)
+
+
+class EventStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.stream_ids = StreamIdGenerator(0)
+        self._next_state_group = 1
+        self._events: LruCache[str, Event] = LruCache(20_000)
+        self._heads: LruCache[str, RoomHead] = LruCache(2_000)
+        self._room_versions: LruCache[str, RoomVersion] = LruCache(50_000)
+        self._group_states: LruCache[int, StateMap] = LruCache(500)
+
+    async def load_positions(self) -> None:
+        """Start the ID generators after the highest IDs in the database."""
+
+        def read(cursor: Cursor) -> tuple[int, int]:
+            cursor.execute("SELECT COALESCE(MAX(stream_ordering), 0) FROM events")
+            stream = cursor.fetchone()
+            cursor.execute("SELECT COALESCE(MAX(id), 0) FROM state_groups")
+            group = cursor.fetchone()
+            return int(stream[0] if stream else 0), int(group[0] if group else 0)
+
+        stream, group = await self.db.run_interaction("load_stream_positions", read)
+        self.stream_ids = StreamIdGenerator(stream)
+        self._next_state_group = group + 1
+
+    # --- reading ----------------------------------------------------------------------
+
+    async def get_room_version(self, room_id: str) -> RoomVersion | None:
+        cached = self._room_versions.get(room_id)
+        if cached is not None:
+            return cached
+        rows = await self.db.execute(
+            "get_room_version", "SELECT room_version FROM rooms WHERE room_id = ?", room_id
+        )
+        if not rows:
+            return None
+        room_version = KNOWN_ROOM_VERSIONS.get(rows[0][0])
+        if room_version is None:
+            return None
+        self._room_versions.set(room_id, room_version)
+        return room_version
+
+    async def get_event(self, event_id: str) -> Event | None:
+        return (await self.get_events([event_id])).get(event_id)
+
+    async def get_events(self, event_ids: Iterable[str]) -> dict[str, Event]:
+        """The events we hold among ``event_ids`` (rejected ones included)."""
+        found: dict[str, Event] = {}
+        missing = []
+        for event_id in event_ids:
+            event = self._events.get(event_id)
+            if event is not None:
+                found[event_id] = event
+            else:
+                missing.append(event_id)
+        if missing:
+            fetched = await self.db.run_interaction("get_events", _fetch_events, missing)
+            for event in fetched:
+                self._events.set(event.event_id, event)
+                found[event.event_id] = event
+        return found
+
+    async def get_room_head(self, room_id: str) -> RoomHead | None:
+        cached = self._heads.get(room_id)
+        if cached is not None:
+            return cached
+        room_version = await self.get_room_version(room_id)
+        if room_version is None:
+            return None
+        head = await self.db.run_interaction("get_room_head", _read_head, room_id, room_version)
+        if head is not None:
+            self._heads.set(room_id, head)
+        return head
+
+    async def get_current_state_ids(self, room_id: str) -> StateMap:
+        head = await self.get_room_head(room_id)
+        return dict(head.state) if head is not None else {}
+
+    async def get_current_state_event(
+        self, room_id: str, event_type: str, state_key: str = ""
+    ) -> Event | None:
+        head = await self.get_room_head(room_id)
+        if head is None:
+            return None
+        event_id = head.state.get((event_type, state_key))
+        return await self.get_event(event_id) if event_id is not None else None
+
+    async def get_state_ids_after_event(self, event_id: str) -> StateMap | None:
+        """The room state after ``event_id`` (for a non-state event, the state at it)."""
+        rows = await self.db.execute(
+            "get_event_state_group", "SELECT state_group FROM events WHERE event_id = ?", event_id
+        )
+        if not rows or rows[0][0] is None:
+            return None
+        return await self.get_state_group(int(rows[0][0]))
+
+    async def get_state_ids_before_event(self, event: Event) -> StateMap | None:
+        after = await self.get_state_ids_after_event(event.event_id)
+        if after is None or not event.is_state() or event.rejected_reason is not None:
+            return after
+        replaces = event.unsigned.get("replaces_state")
+        before = dict(after)
+        if isinstance(replaces, str):
+            before[event.state_pair] = replaces
+        else:
+            before.pop(event.state_pair, None)
+        return before
+
+    async def get_state_group(self, group_id: int) -> StateMap:
+        cached = self._group_states.get(group_id)
+        if cached is None:
+            state, _ = await self.db.run_interaction("read_state_group", read_state_group, group_id)
+            self._group_states.set(group_id, state)
+            return dict(state)
+        return dict(cached)
+
+    async def get_redacting_events(self, event_ids: Sequence[str]) -> dict[str, str]:
+        """For each of ``event_ids`` that was redacted, the ID of a redaction of it."""
+        if not event_ids:
+            return {}
+        placeholders = ",".join("?" * len(event_ids))
+        rows = await self.db.execute(
+            "get_redacting_events",
+            f"SELECT redacts, event_id FROM redactions WHERE redacts IN ({placeholders})",
+            *event_ids,
+        )
+        return {redacts: event_id for redacts, event_id in rows}
+
+    async def get_txn_event(
+        self, user_id: str, device_id: str, txn_id: str
+    ) -> tuple[str, str] | None:
+        """The (event ID, request hash) an earlier request with this transaction ID created."""
+        rows = await self.db.execute(
+            "get_txn_event",
+            "SELECT event_id, request_hash FROM event_txn_ids"
+            " WHERE user_id = ? AND device_id = ? AND txn_id = ?",
+            user_id,
+            device_id,
+            txn_id,
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    async def get_rooms_for_user(
+        self, user_id: str, memberships: Sequence[str] = ("join",)
+    ) -> list[str]:
+        placeholders = ",".join("?" * len(memberships))
+        rows = await self.db.execute(
+            "get_rooms_for_user",
+            "SELECT room_id FROM current_state_events"
+            f" WHERE type = 'm.room.member' AND state_key = ? AND membership IN ({placeholders})",
+            user_id,
+            *memberships,
+        )
+        return [row[0] for row in rows]
+
+    # --- writing ----------------------------------------------------------------------
+
+    def next_state_group(self) -> int:
+        group = self._next_state_group
+        self._next_state_group += 1
+        return group
+
+    async def persist_local_events(
+        self,
+        room_id: str,
+        events: Sequence[Event],
+        *,
+        head: RoomHead | None,
+        new_room: NewRoom | None = None,
+        txn: TxnRecord | None = None,
+        now_ms: int,
+    ) -> PersistResult:
+        """Persist events that extend ``head`` in order, each pointing at the one before.
+
+        The caller holds the room's lock, so ``head`` is the room's head. Everything (the
+        room, the events, their edges, state groups, current state, memberships,
+        redactions, the transaction ID) is written in one transaction or not at all.
+        """
+        stream_ids = self.stream_ids.allocate(len(events))
+        try:
+            plan = _plan_state(self, events, head)
+            result: PersistResult = await self.db.run_interaction(
+                "persist_events",
+                _persist,
+                room_id,
+                list(zip(events, stream_ids, strict=True)),
+                plan,
+                head,
+                new_room,
+                txn,
+                now_ms,
+            )
+        finally:
+            self.stream_ids.finished(stream_ids)
+        for event, stream_ordering in zip(events, stream_ids, strict=True):
+            event.internal_metadata["stream_ordering"] = stream_ordering
+            self._events.set(event.event_id, event)
+        self._heads.set(room_id, result.head)
+        if new_room is not None:
+            self._room_versions.set(room_id, new_room.room_version)
+        for group_id, state in plan.group_states.items():
+            self._group_states.set(group_id, state)
+        return result
+
+
+@dataclass
+class _StatePlan:
+    """The state group each event ends in, worked out before the transaction."""
+
+    groups: list[int | None]
+    new_groups: Sequence[tuple[int, int | None, int, StateMap, StateMap | None]]
+    group_states: dict[int, StateMap]
+    final_state: StateMap
+    final_group: int | None
+    final_chain_length: int
+
+
+def _plan_state(store: EventStore, events: Sequence[Event], head: RoomHead | None) -> _StatePlan:
+    state: StateMap = dict(head.state) if head is not None else {}
+    group = head.state_group if head is not None else None
+    chain_length = head.state_chain_length if head is not None else 0
+    groups: list[int | None] = []
+    new_groups = []
+    group_states = {}
+    for event in events:
+        if event.is_state() and event.rejected_reason is None:
+            previous_state = state
+            state = dict(state)
+            replaced = state.get(event.state_pair)
+            if replaced is not None:
+                event.pdu.setdefault("unsigned", {})["replaces_state"] = replaced
+            state[event.state_pair] = event.event_id
+            new_group = store.next_state_group()
+            prev_group = group
+            new_groups.append((new_group, prev_group, chain_length, state, previous_state))
+            group_states[new_group] = state
+            group = new_group
+            # As write_state_group decides: extend the delta chain or start a snapshot.
+            if prev_group is not None and chain_length < MAX_CHAIN_LENGTH:
+                chain_length += 1
+            else:
+                chain_length = 0
+        groups.append(group)
+    return _StatePlan(groups, new_groups, group_states, state, group, chain_length)
+
+
+def _persist(
+    cursor: Cursor,
+    room_id: str,
+    events: list[tuple[Event, int]],
+    plan: _StatePlan,
+    head: RoomHead | None,
+    new_room: NewRoom | None,
+    txn: TxnRecord | None,
+    now_ms: int,
+) -> PersistResult:
+    if new_room is not None:
+        cursor.execute(
+            "INSERT INTO rooms (room_id, room_version, creator, is_public, created_ts)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                new_room.room_id,
+                new_room.room_version.identifier,
+                new_room.creator,
+                new_room.is_public,
+                new_room.created_ts,
+            ),
+        )
+    for group_id, prev_group, prev_length, state, prev_state in plan.new_groups:
+        write_state_group(cursor, group_id, room_id, prev_group, prev_length, state, prev_state)
+    event_rows = []
+    edge_rows: list[tuple[str, str]] = []
+    auth_rows: list[tuple[str, str]] = []
+    membership_rows = []
+    redaction_rows = []
+    for (event, stream_ordering), group in zip(events, plan.groups, strict=True):
+        pdu = {k: v for k, v in event.pdu.items() if k != "unsigned"}
+        metadata = {k: v for k, v in event.internal_metadata.items() if k != "stream_ordering"}
+        if event.unsigned.get("replaces_state"):
+            metadata["replaces_state"] = event.unsigned["replaces_state"]
+        event_rows.append(
+            (
+                stream_ordering,
+                event.event_id,
+                room_id,
+                event.type,
+                event.state_key,
+                event.sender,
+                event.depth,
+                event.origin_server_ts,
+                now_ms,
+                event.rejected_reason,
+                json.dumps(pdu, ensure_ascii=False, separators=(",", ":")),
+                json.dumps(metadata, separators=(",", ":")),
+                group,
+            )
+        )
+        edge_rows.extend((event.event_id, prev) for prev in event.prev_event_ids)
+        auth_rows.extend((event.event_id, auth) for auth in event.auth_event_ids)
+        if event.rejected_reason is not None:
+            continue
+        membership = event.membership
+        if membership is not None and event.state_key is not None:
+            membership_rows.append(
+                (
+                    event.event_id,
+                    room_id,
+                    event.state_key,
+                    event.sender,
+                    membership,
+                    stream_ordering,
+                )
+            )
+        redacts = event.redacts
+        if redacts is not None:
+            redaction_rows.append((event.event_id, redacts, now_ms))
+    cursor.execute_batch(
+        "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender,"
+        " depth, origin_server_ts, received_ts, rejected_reason, json, internal_metadata,"
+        " state_group) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        event_rows,
+    )
+    cursor.execute_batch(
+        "INSERT INTO event_edges (event_id, prev_event_id) VALUES (?, ?)", edge_rows
+    )
+    cursor.execute_batch("INSERT INTO event_auth (event_id, auth_id) VALUES (?, ?)", auth_rows)
+    cursor.execute_batch(
+        "INSERT INTO room_memberships (event_id, room_id, user_id, sender, membership,"
+        " stream_ordering) VALUES (?, ?, ?, ?, ?, ?)",
+        membership_rows,
+    )
+    cursor.execute_batch(
+        "INSERT INTO redactions (event_id, redacts, received_ts) VALUES (?, ?, ?)", redaction_rows
+    )
+
+    # The new events replace whatever they point at as the room's forward extremities.
+    referenced = {prev for event, _ in events for prev in event.prev_event_ids}
+    batch_ids = [event.event_id for event, _ in events]
+    cursor.execute_batch(
+        "DELETE FROM event_forward_extremities WHERE room_id = ? AND event_id = ?",
+        [(room_id, prev) for prev in referenced],
+    )
+    new_extremities = [eid for eid in batch_ids if eid not in referenced]
+    cursor.execute_batch(
+        "INSERT INTO event_forward_extremities (room_id, event_id) VALUES (?, ?)",
+        [(room_id, eid) for eid in new_extremities],
+    )
+    old_extremities = (
+        [] if head is None else [e for e in head.forward_extremities if e not in referenced]
+    )
+
+    # Current state: write only what changed.
+    old_state = head.state if head is not None else {}
+    changes: dict[StateKey, str | None] = {
+        key: event_id
+        for key, event_id in plan.final_state.items()
+        if old_state.get(key) != event_id
+    }
+    changes.update({key: None for key in old_state.keys() - plan.final_state.keys()})
+    by_id = {event.event_id: event for event, _ in events}
+    upserts = []
+    for (event_type, state_key), event_id in changes.items():
+        if event_id is None:
+            cursor.execute(
+                "DELETE FROM current_state_events WHERE room_id = ? AND type = ? AND state_key = ?",
+                (room_id, event_type, state_key),
+            )
+            continue
+        membership = None
+        if event_type == "m.room.member":
+            state_event = by_id.get(event_id)
+            membership = state_event.membership if state_event is not None else None
+        upserts.append((room_id, event_type, state_key, event_id, membership))
+    cursor.execute_batch(
+        "INSERT INTO current_state_events (room_id, type, state_key, event_id, membership)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, type, state_key) DO UPDATE SET"
+        " event_id = excluded.event_id, membership = excluded.membership",
+        upserts,
+    )
+    if txn is not None:
+        cursor.execute(
+            "INSERT INTO event_txn_ids (user_id, device_id, txn_id, room_id, event_id,"
+            " request_hash, inserted_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                txn.user_id,
+                txn.device_id,
+                txn.txn_id,
+                room_id,
+                events[-1][0].event_id,
+                txn.request_hash,
+                now_ms,
+            ),
+        )
+
+    room_version = new_room.room_version if new_room is not None else None
+    if room_version is None:
+        assert head is not None
+        room_version = head.room_version
+    new_head = RoomHead(
+        room_version=room_version,
+        forward_extremities=tuple(old_extremities + new_extremities),
+        max_depth=max([head.max_depth if head else 0, *(e.depth for e, _ in events)]),
+        state=plan.final_state,
+        state_group=plan.final_group,
+        state_chain_length=plan.final_chain_length,
+    )
+    return PersistResult(
+        events=[event for event, _ in events],
+        max_stream_ordering=events[-1][1],
+        head=new_head,
+        state_changes=changes,
+    )
+
+
+def _fetch_events(cursor: Cursor, event_ids: list[str]) -> list[Event]:
+    events: list[Event] = []
+    for start in range(0, len(event_ids), 500):
+        chunk = event_ids[start : start + 500]
+        placeholders = ",".join("?" * len(chunk))
+        cursor.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events e JOIN rooms r ON r.room_id = e.room_id"
+            f" WHERE e.event_id IN ({placeholders})",
+            chunk,
+        )
+        events.extend(_row_to_event(row) for row in cursor.fetchall())
+    return events
+
+
+def _row_to_event(row: tuple[Any, ...]) -> Event:
+    event_id, pdu_json, room_version_id, rejected_reason, metadata_json, stream, outlier = row
+    pdu = json.loads(pdu_json)
+    metadata = json.loads(metadata_json) if metadata_json else {}
+    replaces = metadata.pop("replaces_state", None)
+    if replaces is not None:
+        pdu["unsigned"] = {"replaces_state": replaces}
+    event = Event(pdu, KNOWN_ROOM_VERSIONS[room_version_id], event_id)
+    event.internal_metadata.update(metadata)
+    event.internal_metadata["stream_ordering"] = int(stream)
+    if outlier:
+        event.internal_metadata["outlier"] = True
+    event.rejected_reason = rejected_reason
+    return event
+
+
+def _read_head(cursor: Cursor, room_id: str, room_version: RoomVersion) -> RoomHead | None:
+    cursor.execute(
+        "SELECT f.event_id, e.depth, e.state_group, e.stream_ordering"
+        " FROM event_forward_extremities f JOIN events e ON e.event_id = f.event_id"
+        " WHERE f.room_id = ? ORDER BY e.stream_ordering",
+        (room_id,),
+    )
+    rows = cursor.fetchall()
+    if not rows:
+        return None
+    cursor.execute("SELECT COALESCE(MAX(depth), 0) FROM events WHERE room_id = ?", (room_id,))
+    depth_row = cursor.fetchone()
+    # The current state's group is that of the newest extremity; with several
+    # extremities (federation) the current state table is authoritative.
+    state_group = rows[-1][2]
+    cursor.execute(
+        "SELECT type, state_key, event_id FROM current_state_events WHERE room_id = ?",
+        (room_id,),
+    )
+    state = {(t, k): e for t, k, e in cursor.fetchall()}
+    chain_length = 0
+    if state_group is not None:
+        cursor.execute("SELECT chain_length FROM state_groups WHERE id = ?", (state_group,))
+        length_row = cursor.fetchone()
+        chain_length = int(length_row[0]) if length_row else 0
+    return RoomHead(
+        room_version=room_version,
+        forward_extremities=tuple(row[0] for row in rows),
+        max_depth=int(depth_row[0]) if depth_row else 0,
+        state=state,
+        state_group=int(state_group) if state_group is not None else None,
+        state_chain_length=chain_length,
+    )
