@@ -131,12 +131,13 @@ def _serve(config: Any) -> int:
 
     from homeserver.app import Homeserver, StartupError
     from homeserver.server_keys import SigningKeyError
+    from storage.engine import EngineError
 
     # Any: the reactor's interfaces are zope ones, which mypy cannot read without a plugin.
     reactor: Any = global_reactor
     try:
         homeserver = Homeserver(config, reactor)
-    except SigningKeyError as e:
+    except (SigningKeyError, EngineError) as e:
         return _error(str(e))
 
     outcome: dict[str, str] = {}

@@ -10,6 +10,8 @@ from twisted.internet.error import CannotListenError
 
 from federation.transport import version as federation_version
 from homeserver.config import HomeserverConfig, ListenerConfig
+from homeserver.handlers.event_creation import EventCreator
+from homeserver.notifier import Notifier
 from homeserver.ratelimit import Ratelimiter
 from homeserver.server_keys import ServerKeys, load_signing_keys
 from rest import health, well_known
@@ -19,6 +21,7 @@ from rest.key import server as key_server
 from rest.router import Router
 from rest.server import DEFAULT_MAX_BODY_SIZE, HearthSite, InFlightRequests, MatrixResource
 from storage.engine import Database, create_database
+from storage.events import EventStore
 from storage.schema import prepare_database
 
 logger = logging.getLogger(__name__)
@@ -46,7 +49,17 @@ class Homeserver:
             for name, limit in config.ratelimits.items()
         }
         self.in_flight = InFlightRequests()
-        self.database: Database | None = None
+        # Connects lazily: nothing touches the database before start().
+        self.database: Database | None = create_database(config.database, reactor)
+        self.notifier = Notifier()
+        self.event_store = EventStore(self.database)
+        self.event_creator = EventCreator(
+            server_name=config.server_name,
+            signing_key=self.server_keys.signing_key,
+            store=self.event_store,
+            notifier=self.notifier,
+            now_ms=self.now_ms,
+        )
         self.listening_ports: list[Any] = []  # IListeningPort
         # The port each listener actually bound, in config order (useful with port 0).
         self.bound_ports: list[int] = []
@@ -70,10 +83,11 @@ class Homeserver:
         return router
 
     async def start(self) -> None:
-        database = create_database(self.config.database, self.reactor)
-        self.database = database
+        database = self.database
+        assert database is not None, "a stopped Homeserver cannot start again"
         try:
             await prepare_database(database)
+            await self.event_store.load_positions()
         except Exception as e:
             await database.close()
             self.database = None
