@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -217,6 +218,56 @@ def authoriser_signature_beyond_joins(
     return hearth_side.check_auth(without, hearth_events)[0]
 
 
+_ASCII_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+
+def _python_only_integer(value: Any) -> bool:
+    """A string Python's ``int()`` takes but the spec's integer format does not."""
+    if not isinstance(value, str) or _ASCII_INTEGER.fullmatch(value):
+        return False
+    try:
+        int(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _normalise_levels(content: dict[str, Any]) -> bool:
+    """Rewrite Python-only integer strings in power levels content as plain integers."""
+    changed = False
+    for key, value in list(content.items()):
+        if _python_only_integer(value):
+            content[key] = int(value)
+            changed = True
+        elif key in ("users", "events", "notifications") and isinstance(value, dict):
+            changed = _normalise_levels(value) or changed
+    return changed
+
+
+def stringy_levels_python_int(
+    synapse_event: EventBase,
+    hearth_event: Event,
+    hearth_events: hearth_side.HearthEvents,
+) -> bool:
+    """Synapse reads stringy power levels with Python's ``int()``.
+
+    Spec (v1-v9, "m.room.power_levels events accept values as strings"): "a single base
+    10 integer, no float values or decimal points, optionally with any number of
+    leading zeroes ... optionally prefixed with a single - or + ... optionally with any
+    number of leading or trailing whitespace characters". ``int()`` also takes other
+    Unicode decimal digits ("\u0665") and underscores ("1_0"). Recognised when the
+    event's own power levels content has such a value and Hearth, asked again with
+    those values written as integers, allows the event as Synapse does.
+    """
+    if hearth_event.type != "m.room.power_levels":
+        return False
+    pdu = copy.deepcopy(hearth_event.pdu)
+    if not isinstance(pdu.get("content"), dict) or not _normalise_levels(pdu["content"]):
+        return False
+    normalised = make_event(pdu, hearth_event.room_version)
+    return hearth_side.check_auth(normalised, hearth_events)[0]
+
+
 def classify_auth_difference(
     synapse_event: EventBase,
     hearth_event: Event,
@@ -234,6 +285,8 @@ def classify_auth_difference(
     if not hearth_ok:
         if authoriser_signature_beyond_joins(synapse_event, hearth_event, hearth_events):
             return "authoriser_signature_beyond_joins"
+        if stringy_levels_python_int(synapse_event, hearth_event, hearth_events):
+            return "stringy_levels_python_int"
         return None
     auth = _auth_events(synapse_event, events)
     names = list(AUTH_DEVIATIONS)
