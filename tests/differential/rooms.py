@@ -209,7 +209,8 @@ class Room:
         pdu["depth"] = depth
         if state_key is not None:
             pdu["state_key"] = state_key
-        if self.room_id and not (self.number >= 12 and event_type == "m.room.create"):
+        is_create = event_type == "m.room.create" and state_key == ""
+        if self.room_id and not (self.number >= 12 and is_create):
             pdu["room_id"] = self.room_id
         if self.number <= 2:
             self._counter += 1
@@ -301,9 +302,10 @@ class Candidate:
 class CandidateMaker:
     """Random candidate events for a room in a given state."""
 
-    def __init__(self, room: Room, rng: random.Random) -> None:
+    def __init__(self, room: Room, rng: random.Random, *, odd_content: bool = True) -> None:
         self.room = room
         self.rng = rng
+        self.odd_content = odd_content
 
     # --- helpers ------------------------------------------------------------------
 
@@ -349,7 +351,7 @@ class CandidateMaker:
                 kinds.append((self.aliases, 3))
         make = rng.choices([k for k, _ in kinds], weights=[w for _, w in kinds])[0]
         candidate = make(state)
-        if not state_only and rng.random() < 0.08:
+        if self.odd_content and not state_only and rng.random() < 0.08:
             self.oddify(candidate)
         return candidate
 
@@ -369,7 +371,8 @@ class CandidateMaker:
             {},
             True,
         ]
-        odd += [2**53, -(2**53) + 1]
+        # v6+ canonical JSON stops at 2**53 - 1: beyond, the PDU itself is invalid.
+        odd += [2**53 - 1 if self.room.number >= 6 else 2**53, -(2**53) + 1]
         if self.room.number < 6:
             # Lenient canonical JSON: floats and big integers can reach old rooms.
             odd += [50.5, 99.0, 2**60]
