@@ -10,6 +10,7 @@ from twisted.internet.error import CannotListenError
 
 from federation.transport import version as federation_version
 from homeserver.config import HomeserverConfig, ListenerConfig
+from homeserver.handlers.directory import DirectoryHandler
 from homeserver.handlers.event_creation import EventCreator
 from homeserver.notifier import Notifier
 from homeserver.ratelimit import Ratelimiter
@@ -20,6 +21,7 @@ from rest.client import versions
 from rest.key import server as key_server
 from rest.router import Router
 from rest.server import DEFAULT_MAX_BODY_SIZE, HearthSite, InFlightRequests, MatrixResource
+from storage.directory import DirectoryStore
 from storage.engine import Database, create_database
 from storage.events import EventStore
 from storage.schema import prepare_database
@@ -59,6 +61,14 @@ class Homeserver:
             store=self.event_store,
             notifier=self.notifier,
             now_ms=self.now_ms,
+        )
+        self.directory_store = DirectoryStore(self.database, self.now_ms)
+        # Aliases and the room directory; /createRoom and /join/{alias} use it too.
+        self.directory_handler = DirectoryHandler(
+            server_name=config.server_name,
+            store=self.directory_store,
+            event_store=self.event_store,
+            event_creator=self.event_creator,
         )
         self.listening_ports: list[Any] = []  # IListeningPort
         # The port each listener actually bound, in config order (useful with port 0).
