@@ -128,9 +128,15 @@ def prune_event_dict(pdu: Mapping[str, Any], room_version: RoomVersion) -> JsonD
             if key in content:
                 new_content[key] = content[key]
         if rules is RedactionRules.V11 and event_type == "m.room.member":
+            # v11: "will only contain the signed key after redaction" -- so an object
+            # without `signed` survives as {} (Synapse agrees; the event ID depends on it).
             third_party_invite = content.get("third_party_invite")
-            if isinstance(third_party_invite, dict) and "signed" in third_party_invite:
-                new_content["third_party_invite"] = {"signed": third_party_invite["signed"]}
+            if isinstance(third_party_invite, dict):
+                new_content["third_party_invite"] = (
+                    {"signed": third_party_invite["signed"]}
+                    if "signed" in third_party_invite
+                    else {}
+                )
     pruned["content"] = new_content
     return pruned
 

@@ -392,3 +392,14 @@ def test_stringy_lookups_before_v10(version: str) -> None:
     # an invalid leftover value reads as the default
     assert get_named_level("kick", room.state, rv) == 50
     assert get_required_power_level("x", False, room.state, rv) == -1
+
+
+@pytest.mark.parametrize("version", ALL_VERSIONS)
+def test_non_object_notifications_only_rejected_from_v10(version: str) -> None:
+    rv = KNOWN_ROOM_VERSIONS[version]
+    room = moderated_room(version)
+    change = proposed(room, notifications=[])
+    if rv.enforce_int_power_levels:
+        rejected(room, change, "notifications is not an object")
+    else:
+        allowed(room, change)

@@ -218,11 +218,20 @@ def test_v11_rules() -> None:
         assert content == {}
 
 
-def test_v11_third_party_invite_without_signed_is_dropped() -> None:
+def test_v11_third_party_invite_without_signed_is_kept_empty() -> None:
+    # "will only contain the signed key after redaction": an object without it stays {},
+    # which changes the reference hash (and Synapse keeps it too).
     pdu = _pdu("m.room.member")
     pdu["content"]["third_party_invite"] = {"display_name": "x"}
     content = prune_event_dict(pdu, get_room_version("11"))["content"]
-    assert content == {"membership": "join", "join_authorised_via_users_server": "@b:example.org"}
+    assert content == {
+        "membership": "join",
+        "join_authorised_via_users_server": "@b:example.org",
+        "third_party_invite": {},
+    }
+    pdu["content"]["third_party_invite"] = "not an object"
+    content = prune_event_dict(pdu, get_room_version("11"))["content"]
+    assert "third_party_invite" not in content
 
 
 @pytest.mark.parametrize(
