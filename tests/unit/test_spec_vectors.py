@@ -1,4 +1,4 @@
-"""Every official vector of the spec pack (../shared/spec/test-vectors.json)."""
+"""Every official vector of the spec pack (vendored as tests/unit/data/spec-test-vectors.json)."""
 
 from __future__ import annotations
 
@@ -20,13 +20,10 @@ from homeserver.events.validation import is_valid_room_version_identifier, is_va
 from homeserver.room_versions import get_room_version
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-VECTORS_PATH = REPO_ROOT.parent / "shared" / "spec" / "test-vectors.json"
+VECTORS_PATH = Path(__file__).resolve().parent / "data" / "spec-test-vectors.json"
 
 if not VECTORS_PATH.is_file():
-    raise FileNotFoundError(
-        f"spec test vectors not found at {VECTORS_PATH}: the spec pack must sit in "
-        "../shared/spec next to the repository"
-    )
+    raise FileNotFoundError(f"spec test vectors not found at {VECTORS_PATH}")
 PACK: dict[str, Any] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 VECTORS: list[dict[str, Any]] = PACK["vectors"]
 SIGNING_KEY_INFO: dict[str, Any] = PACK["signing_key"]
