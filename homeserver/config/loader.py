@@ -7,7 +7,7 @@ data folder can be moved as a whole.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from homeserver.config.model import (
     OldSigningKey,
     RatelimitSettings,
     TrustedKeyServer,
+    TurnSettings,
 )
 from homeserver.config.reader import ConfigError, Section, is_valid_server_name
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS
@@ -107,6 +108,18 @@ KNOWN_KEYS = frozenset(
         "app_service_config_files",
         "serve_server_wellknown",
         "extra_well_known_client_content",
+        "require_membership_for_aliases",
+        "enable_room_list_search",
+        "allow_public_rooms_without_auth",
+        "enable_set_displayname",
+        "enable_set_avatar_url",
+        "turn_uris",
+        "turn_shared_secret",
+        "turn_shared_secret_path",
+        "turn_username",
+        "turn_password",
+        "turn_user_lifetime",
+        "turn_allow_guests",
     }
     | {name.split(".")[0] for name in DEFAULT_RATELIMITS}
 )
@@ -230,6 +243,12 @@ def parse_config(
         serve_server_wellknown=root.boolean("serve_server_wellknown", False),
         extra_well_known_client_content=well_known_extra,
         ignored_keys=ignored,
+        require_membership_for_aliases=root.boolean("require_membership_for_aliases", True),
+        enable_room_list_search=root.boolean("enable_room_list_search", True),
+        allow_public_rooms_without_auth=root.boolean("allow_public_rooms_without_auth", False),
+        enable_set_displayname=root.boolean("enable_set_displayname", True),
+        enable_set_avatar_url=root.boolean("enable_set_avatar_url", True),
+        turn=_parse_turn(root, path),
     )
 
 
@@ -326,3 +345,27 @@ def _parse_old_signing_keys(root: Section) -> dict[str, OldSigningKey]:
             key=entry.string("key"), expired_ts=entry.integer("expired_ts", minimum=0)
         )
     return keys
+
+
+def _parse_turn(root: Section, path: Callable[[str], Path]) -> TurnSettings:
+    secret = root.string("turn_shared_secret", None)
+    secret_path = root.string("turn_shared_secret_path", None)
+    if secret is not None and secret_path is not None:
+        raise ConfigError(
+            "turn_shared_secret_path", secret_path, "not set when turn_shared_secret is set"
+        )
+    if secret_path is not None:
+        try:
+            secret = path(secret_path).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ConfigError(
+                "turn_shared_secret_path", secret_path, f"a readable file ({e.strerror})"
+            ) from None
+    return TurnSettings(
+        uris=tuple(root.string_list("turn_uris", [])),
+        shared_secret=secret or None,
+        username=root.string("turn_username", None),
+        password=root.string("turn_password", None),
+        user_lifetime_ms=root.duration_ms("turn_user_lifetime", 3_600_000),
+        allow_guests=root.boolean("turn_allow_guests", True),
+    )

@@ -60,6 +60,18 @@ class OldSigningKey:
     expired_ts: int
 
 
+@dataclass(frozen=True, slots=True)
+class TurnSettings:
+    """Synapse's ``turn_*`` keys: the TURN server handed to VoIP clients."""
+
+    uris: tuple[str, ...] = ()
+    shared_secret: str | None = None
+    username: str | None = None
+    password: str | None = None
+    user_lifetime_ms: int = 3_600_000
+    allow_guests: bool = True
+
+
 @dataclass(frozen=True)
 class HomeserverConfig:
     config_path: Path | None
@@ -89,3 +101,11 @@ class HomeserverConfig:
     serve_server_wellknown: bool
     extra_well_known_client_content: Mapping[str, Any]
     ignored_keys: tuple[str, ...] = field(default=())
+    # Room directory and aliases.
+    require_membership_for_aliases: bool = True
+    enable_room_list_search: bool = True
+    allow_public_rooms_without_auth: bool = False
+    # Profile changes clients may make (also reported by /capabilities).
+    enable_set_displayname: bool = True
+    enable_set_avatar_url: bool = True
+    turn: TurnSettings = field(default_factory=TurnSettings)
