@@ -14,6 +14,7 @@ For the rest of the server:
 
 from __future__ import annotations
 
+import base64
 import logging
 import string
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,12 +26,14 @@ from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.events.model import Event, StateKey
 from homeserver.handlers.event_creation import EventCreator, EventSpec
 from homeserver.types import RoomAlias
-from storage.directory import DirectoryStore
+from storage.directory import DirectoryStore, PublicRoomRow
 from storage.events import EventStore
 
 logger = logging.getLogger(__name__)
 
 MAX_ALIAS_LENGTH = 255
+# The most rooms one page of the public room list holds (Synapse's cap).
+MAX_PUBLIC_ROOMS_IN_RESPONSE = 100
 CANONICAL_ALIAS = "m.room.canonical_alias"
 
 IsServerAdmin = Callable[[str], Awaitable[bool]]
@@ -63,6 +66,44 @@ def _check_localpart(localpart: str) -> None:
     if ":" in localpart:
         # The first ':' separates localpart and server: a second would be ambiguous.
         raise invalid_param("Room alias localparts cannot contain ':'")
+
+
+@dataclass(frozen=True)
+class PublicRoomsQuery:
+    limit: int | None = None
+    since: str | None = None
+    generic_search_term: str | None = None
+    room_types: list[str | None] | None = None
+    server: str | None = None
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """A position in the list (ordered by joined members, then room ID, both descending)."""
+
+    forwards: bool
+    joined_members: int
+    room_id: str
+
+    def to_token(self) -> str:
+        raw = f"{'f' if self.forwards else 'b'}{self.joined_members}_{self.room_id}"
+        return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
+
+    @classmethod
+    def from_token(cls, token: str) -> _Bound:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("utf-8")
+            direction, rest = raw[0], raw[1:]
+            joined, room_id = rest.split("_", 1)
+            if direction not in "fb" or not joined.isdigit():
+                raise ValueError(token)
+            return cls(direction == "f", int(joined), room_id)
+        except (ValueError, IndexError, UnicodeDecodeError):
+            raise invalid_param("Invalid pagination token 'since'") from None
+
+    def is_after(self, row: PublicRoomRow) -> bool:
+        """Whether ``row`` comes strictly after this position in list order."""
+        return (row.joined_members, row.room_id) < (self.joined_members, self.room_id)
 
 
 class DirectoryHandler:
@@ -298,3 +339,132 @@ class DirectoryHandler:
         except MatrixError as e:
             # The alias is gone either way; a user without power just leaves the event stale.
             logger.info("not updating the canonical alias of %s: %s", room_id, e)
+
+    # --- the room directory -----------------------------------------------------------
+
+    async def get_room_visibility(self, room_id: str) -> str:
+        """``GET /directory/list/room/{roomId}``."""
+        is_public = await self.store.get_room_is_public(room_id)
+        if is_public is None:
+            raise not_found(f"Unknown room {room_id}")
+        return "public" if is_public else "private"
+
+    async def set_room_visibility(
+        self, user_id: str, room_id: str, visibility: Any, *, is_guest: bool = False
+    ) -> None:
+        """``PUT /directory/list/room/{roomId}``: by room moderators and server admins."""
+        if visibility not in ("public", "private"):
+            raise invalid_param("visibility must be 'public' or 'private'")
+        if is_guest:
+            raise forbidden("Guests cannot edit the published room list")
+        if visibility == "public" and not self.enable_room_list_search:
+            raise forbidden("This server does not publish rooms in its room list")
+        if await self.event_store.get_room_version(room_id) is None:
+            raise not_found(f"Unknown room {room_id}")
+        if not await self.can_change_room_list(user_id, room_id):
+            raise forbidden("You must be a moderator in the room to edit its room list entry")
+        await self.store.set_room_is_public(room_id, visibility == "public")
+
+    async def get_public_rooms(self, query: PublicRoomsQuery) -> dict[str, Any]:
+        """``GET/POST /publicRooms``: published rooms, most joined members first."""
+        if query.server is not None and query.server != self.server_name:
+            return await self._remote_public_rooms(query)
+        if not self.enable_room_list_search:
+            return {"chunk": [], "total_room_count_estimate": 0}
+        limit = query.limit
+        if limit is not None and limit < 0:
+            raise invalid_param("limit must not be negative")
+        if not limit or limit > MAX_PUBLIC_ROOMS_IN_RESPONSE:
+            limit = MAX_PUBLIC_ROOMS_IN_RESPONSE
+        bound = _Bound.from_token(query.since) if query.since else None
+
+        rooms = [row for row in await self.store.get_public_rooms() if _listable(row)]
+        total = len(rooms)
+        rooms = [row for row in rooms if _matches(row, query)]
+        rooms.sort(key=lambda row: (row.joined_members, row.room_id), reverse=True)
+
+        response: dict[str, Any] = {"total_room_count_estimate": total}
+        if bound is None or bound.forwards:
+            candidates = [r for r in rooms if bound is None or bound.is_after(r)]
+            page = candidates[:limit]
+            if len(candidates) > limit:
+                last = page[-1]
+                response["next_batch"] = _Bound(True, last.joined_members, last.room_id).to_token()
+            if bound is not None:
+                first = page[0] if page else None
+                response["prev_batch"] = (
+                    _Bound(False, first.joined_members, first.room_id)
+                    if first is not None
+                    else _Bound(False, 0, "")
+                ).to_token()
+        else:
+            candidates = [
+                r
+                for r in rooms
+                if (r.joined_members, r.room_id) > (bound.joined_members, bound.room_id)
+            ]
+            page = candidates[-limit:]
+            if page:
+                last = page[-1]
+                response["next_batch"] = _Bound(True, last.joined_members, last.room_id).to_token()
+            if len(candidates) > limit:
+                first = page[0]
+                response["prev_batch"] = _Bound(
+                    False, first.joined_members, first.room_id
+                ).to_token()
+        response["chunk"] = [_room_entry(row) for row in page]
+        return response
+
+    async def _remote_public_rooms(self, query: PublicRoomsQuery) -> dict[str, Any]:
+        # The federation publicRooms query belongs here once outbound federation exists.
+        raise not_found(f"Cannot fetch the public room list of {query.server}")
+
+
+def _state_string(row: PublicRoomRow, event_type: str, key: str) -> str | None:
+    value = row.state.get(event_type, {}).get(key)
+    return value if isinstance(value, str) else None
+
+
+def _listable(row: PublicRoomRow) -> bool:
+    """Published rooms are listed when someone can get in or read them, as Synapse."""
+    join_rule = _state_string(row, "m.room.join_rules", "join_rule")
+    visibility = _state_string(row, "m.room.history_visibility", "history_visibility")
+    return row.joined_members > 0 and (
+        join_rule in ("public", "knock", "knock_restricted") or visibility == "world_readable"
+    )
+
+
+def _matches(row: PublicRoomRow, query: PublicRoomsQuery) -> bool:
+    if query.room_types:
+        if _state_string(row, "m.room.create", "type") not in query.room_types:
+            return False
+    term = query.generic_search_term
+    if term:
+        needle = term.casefold()
+        for event_type, key in (
+            ("m.room.name", "name"),
+            ("m.room.topic", "topic"),
+            ("m.room.canonical_alias", "alias"),
+        ):
+            value = _state_string(row, event_type, key)
+            if value is not None and needle in value.casefold():
+                return True
+        return False
+    return True
+
+
+def _room_entry(row: PublicRoomRow) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "room_id": row.room_id,
+        "name": _state_string(row, "m.room.name", "name"),
+        "topic": _state_string(row, "m.room.topic", "topic"),
+        "canonical_alias": _state_string(row, "m.room.canonical_alias", "alias"),
+        "num_joined_members": row.joined_members,
+        "avatar_url": _state_string(row, "m.room.avatar", "url"),
+        "world_readable": _state_string(row, "m.room.history_visibility", "history_visibility")
+        == "world_readable",
+        "guest_can_join": _state_string(row, "m.room.guest_access", "guest_access") == "can_join",
+        "join_rule": _state_string(row, "m.room.join_rules", "join_rule"),
+        "room_type": _state_string(row, "m.room.create", "type"),
+    }
+    return {key: value for key, value in entry.items() if value is not None}
