@@ -12,6 +12,9 @@ from federation.transport import version as federation_version
 from homeserver.config import HomeserverConfig, ListenerConfig
 from homeserver.handlers.directory import DirectoryHandler
 from homeserver.handlers.event_creation import EventCreator
+from homeserver.handlers.filters import FilterHandler
+from homeserver.handlers.pagination import PaginationHandler
+from homeserver.handlers.serialize import EventSerializer
 from homeserver.notifier import Notifier
 from homeserver.ratelimit import Ratelimiter
 from homeserver.server_keys import ServerKeys, load_signing_keys
@@ -24,6 +27,8 @@ from rest.server import DEFAULT_MAX_BODY_SIZE, HearthSite, InFlightRequests, Mat
 from storage.directory import DirectoryStore
 from storage.engine import Database, create_database
 from storage.events import EventStore
+from storage.filters import FilterStore
+from storage.room_history import RoomHistoryStore
 from storage.schema import prepare_database
 
 logger = logging.getLogger(__name__)
@@ -70,6 +75,15 @@ class Homeserver:
             event_store=self.event_store,
             event_creator=self.event_creator,
         )
+        # Room history (/messages, /context), visibility checks, client event format, filters.
+        self.room_history_store = RoomHistoryStore(self.database, self.event_store)
+        self.event_serializer = EventSerializer(
+            self.event_store, self.room_history_store, self.now_ms
+        )
+        self.pagination_handler = PaginationHandler(
+            self.event_store, self.room_history_store, self.event_serializer
+        )
+        self.filter_handler = FilterHandler(FilterStore(self.database), config.server_name)
         self.listening_ports: list[Any] = []  # IListeningPort
         # The port each listener actually bound, in config order (useful with port 0).
         self.bound_ports: list[int] = []

@@ -1,0 +1,343 @@
+"""Reading a room's history: pages of events in DAG order, positions, state at events.
+
+Every read here is one query per call whatever the number of events involved, so the
+handlers above can page through history and check visibility without a query per event.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.events.model import Event, StateKey
+from storage.engine import Cursor, Database
+from storage.events import EventStore
+from storage.state import StateMap
+
+# A position in a room's DAG order: (depth, stream_ordering).
+Position = tuple[int, int]
+
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """The parts of a room event filter the database applies. ``None``: no constraint.
+
+    A type ending in ``*`` matches every type with that prefix, as the spec's filters do.
+    """
+
+    types: Sequence[str] | None = None
+    not_types: Sequence[str] = ()
+    senders: Sequence[str] | None = None
+    not_senders: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Page:
+    events: list[Event]
+    # Whether more events lie beyond the page in the direction of travel (within ``to``).
+    limited: bool
+    # The position of the last event of the page, if any.
+    last: Position | None
+
+
+@dataclass(frozen=True)
+class MembershipRecord:
+    event_id: str
+    membership: str
+    position: Position
+    forgotten: bool
+
+
+class RoomHistoryStore:
+    def __init__(self, db: Database, events: EventStore) -> None:
+        self.db = db
+        self.events = events
+
+    async def paginate(
+        self,
+        room_id: str,
+        from_position: Position,
+        *,
+        backwards: bool,
+        limit: int,
+        to_position: Position | None = None,
+        query: EventQuery | None = None,
+    ) -> Page:
+        """Up to ``limit`` events of the room after ``from_position`` in the direction of
+        travel (for backwards: at or before it, newest first; for forwards: strictly
+        after it, oldest first), not beyond ``to_position``.
+
+        Positions are "just after the event at (depth, stream)", as topological tokens.
+        Outliers and rejected events are not part of the timeline.
+        """
+        if limit <= 0:
+            return Page([], False, None)
+        rows = await self.db.run_interaction(
+            "paginate_room_events",
+            _paginate,
+            room_id,
+            from_position,
+            backwards,
+            limit + 1,
+            to_position,
+            query or EventQuery(),
+        )
+        limited = len(rows) > limit
+        rows = rows[:limit]
+        fetched = await self.events.get_events([row[0] for row in rows])
+        events = [fetched[row[0]] for row in rows if row[0] in fetched]
+        last = (int(rows[-1][1]), int(rows[-1][2])) if rows else None
+        return Page(events, limited, last)
+
+    async def get_topological_position(self, room_id: str, stream: int) -> Position:
+        """The DAG position matching room stream position ``stream``: the greatest depth
+        among the room's events up to ``stream`` (how Synapse turns /sync's tokens into
+        pagination tokens)."""
+        rows = await self.db.execute(
+            "get_topological_position",
+            "SELECT COALESCE(MAX(depth), 0) FROM events"
+            " WHERE room_id = ? AND stream_ordering <= ? AND outlier = ?",
+            room_id,
+            stream,
+            False,
+        )
+        return (int(rows[0][0]) if rows else 0, stream)
+
+    async def get_state_groups(self, event_ids: Collection[str]) -> dict[str, int]:
+        """The state group of each event that has one (the state after it)."""
+        if not event_ids:
+            return {}
+        return await self.db.run_interaction(
+            "get_event_state_groups", _state_groups_of, list(event_ids)
+        )
+
+    async def get_state_for_groups(
+        self, groups: Collection[int], keys: Iterable[StateKey], types: Iterable[str] = ()
+    ) -> dict[int, StateMap]:
+        """For each group, the entries of its state whose key is in ``keys`` or whose
+        type is in ``types``, all in one query."""
+        groups = sorted(set(groups))
+        key_list = sorted(set(keys))
+        type_list = sorted(set(types))
+        if not groups or (not key_list and not type_list):
+            return {group: {} for group in groups}
+        return await self.db.run_interaction(
+            "get_filtered_state_for_groups",
+            _filtered_state_for_groups,
+            groups,
+            key_list,
+            type_list,
+        )
+
+    async def get_memberships(
+        self, user_id: str, room_ids: Collection[str]
+    ) -> dict[str, list[MembershipRecord]]:
+        """Every membership event of ``user_id`` in each of ``room_ids``, in DAG order."""
+        if not room_ids:
+            return {}
+        rooms = sorted(set(room_ids))
+        rows = await self.db.run_interaction("get_user_memberships", _memberships, user_id, rooms)
+        result: dict[str, list[MembershipRecord]] = defaultdict(list)
+        for room_id, event_id, membership, depth, stream, forgotten in rows:
+            result[room_id].append(
+                MembershipRecord(event_id, membership, (int(depth), int(stream)), bool(forgotten))
+            )
+        for records in result.values():
+            records.sort(key=lambda r: r.position)
+        return dict(result)
+
+    async def is_forgotten(self, membership_event_id: str) -> bool:
+        rows = await self.db.execute(
+            "is_membership_forgotten",
+            "SELECT forgotten FROM room_memberships WHERE event_id = ?",
+            membership_event_id,
+        )
+        return bool(rows and rows[0][0])
+
+    async def get_event_for_timestamp(
+        self, room_id: str, timestamp: int, backwards: bool
+    ) -> tuple[str, int] | None:
+        """The room's event closest to ``timestamp`` at or after it (or at or before it,
+        ``backwards``), as (event ID, origin_server_ts)."""
+        comparison, order = ("<=", "DESC") if backwards else (">=", "ASC")
+        rows = await self.db.execute(
+            "get_event_for_timestamp",
+            "SELECT event_id, origin_server_ts FROM events"
+            f" WHERE room_id = ? AND origin_server_ts {comparison} ?"
+            " AND outlier = ? AND rejected_reason IS NULL"
+            f" ORDER BY origin_server_ts {order}, stream_ordering {order} LIMIT 1",
+            room_id,
+            timestamp,
+            False,
+        )
+        return (rows[0][0], int(rows[0][1])) if rows else None
+
+    async def get_transaction_ids(
+        self, user_id: str, device_id: str, event_ids: Collection[str]
+    ) -> dict[str, str]:
+        """The client transaction ID of each of ``event_ids`` sent from this device."""
+        if not event_ids:
+            return {}
+        return await self.db.run_interaction(
+            "get_transaction_ids", _transaction_ids, user_id, device_id, list(event_ids)
+        )
+
+
+def position_of(event: Event) -> Position:
+    """The DAG position of a persisted event."""
+    return (event.depth, int(event.internal_metadata.get("stream_ordering", 0)))
+
+
+def _type_clause(types: Sequence[str], params: list[Any]) -> str:
+    exact = [t for t in types if not t.endswith("*")]
+    prefixes = [t[:-1] for t in types if t.endswith("*")]
+    parts = []
+    if exact:
+        parts.append(f"type IN ({','.join('?' * len(exact))})")
+        params.extend(exact)
+    for prefix in prefixes:
+        # substr, not LIKE: SQLite's LIKE ignores ASCII case and both treat _ and % specially.
+        parts.append("substr(type, 1, ?) = ?")
+        params.extend([len(prefix), prefix])
+    return "(" + " OR ".join(parts) + ")" if parts else "(1 = 0)"
+
+
+def _paginate(
+    cursor: Cursor,
+    room_id: str,
+    from_position: Position,
+    backwards: bool,
+    limit: int,
+    to_position: Position | None,
+    query: EventQuery,
+) -> list[tuple[Any, ...]]:
+    params: list[Any] = [room_id, False]
+    clauses = ["room_id = ?", "outlier = ?", "rejected_reason IS NULL"]
+    depth, stream = from_position
+    if backwards:
+        clauses.append("(depth < ? OR (depth = ? AND stream_ordering <= ?))")
+    else:
+        clauses.append("(depth > ? OR (depth = ? AND stream_ordering > ?))")
+    params.extend([depth, depth, stream])
+    if to_position is not None:
+        to_depth, to_stream = to_position
+        if backwards:
+            clauses.append("(depth > ? OR (depth = ? AND stream_ordering > ?))")
+        else:
+            clauses.append("(depth < ? OR (depth = ? AND stream_ordering <= ?))")
+        params.extend([to_depth, to_depth, to_stream])
+    if query.types is not None:
+        clauses.append(_type_clause(query.types, params))
+    if query.not_types:
+        clauses.append("NOT " + _type_clause(query.not_types, params))
+    if query.senders is not None:
+        if query.senders:
+            clauses.append(f"sender IN ({','.join('?' * len(query.senders))})")
+            params.extend(query.senders)
+        else:
+            clauses.append("1 = 0")
+    if query.not_senders:
+        clauses.append(f"sender NOT IN ({','.join('?' * len(query.not_senders))})")
+        params.extend(query.not_senders)
+    order = "DESC" if backwards else "ASC"
+    cursor.execute(
+        "SELECT event_id, depth, stream_ordering FROM events WHERE "
+        + " AND ".join(clauses)
+        + f" ORDER BY depth {order}, stream_ordering {order} LIMIT ?",
+        (*params, limit),
+    )
+    return list(cursor.fetchall())
+
+
+def _state_groups_of(cursor: Cursor, event_ids: list[str]) -> dict[str, int]:
+    result: dict[str, int] = {}
+    for start in range(0, len(event_ids), _CHUNK):
+        chunk = event_ids[start : start + _CHUNK]
+        cursor.execute(
+            "SELECT event_id, state_group FROM events"
+            f" WHERE event_id IN ({','.join('?' * len(chunk))}) AND state_group IS NOT NULL",
+            chunk,
+        )
+        result.update({event_id: int(group) for event_id, group in cursor.fetchall()})
+    return result
+
+
+def _filtered_state_for_groups(
+    cursor: Cursor, groups: list[int], keys: list[StateKey], types: list[str]
+) -> dict[int, StateMap]:
+    result: dict[int, StateMap] = {}
+    for start in range(0, len(groups), _CHUNK):
+        result.update(_filtered_state_chunk(cursor, groups[start : start + _CHUNK], keys, types))
+    return result
+
+
+def _filtered_state_chunk(
+    cursor: Cursor, groups: list[int], keys: list[StateKey], types: list[str]
+) -> dict[int, StateMap]:
+    # Walk each group's delta chain in one recursive query; the nearest entry for a key
+    # (smallest position) wins, and a NULL entry means the key was removed there.
+    key_clauses = []
+    key_params: list[Any] = []
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for event_type, state_key in keys:
+        by_type[event_type].append(state_key)
+    for event_type, state_keys in by_type.items():
+        key_clauses.append(f"(e.type = ? AND e.state_key IN ({','.join('?' * len(state_keys))}))")
+        key_params.extend([event_type, *state_keys])
+    if types:
+        key_clauses.append(f"e.type IN ({','.join('?' * len(types))})")
+        key_params.extend(types)
+    cursor.execute(
+        "WITH RECURSIVE chain(root, id, prev_group, position) AS ("
+        " SELECT id, id, prev_group, 0 FROM state_groups"
+        f" WHERE id IN ({','.join('?' * len(groups))})"
+        " UNION ALL"
+        " SELECT c.root, g.id, g.prev_group, c.position + 1"
+        " FROM state_groups g JOIN chain c ON g.id = c.prev_group"
+        ") SELECT c.root, c.position, e.type, e.state_key, e.event_id"
+        " FROM chain c JOIN state_group_entries e ON e.state_group = c.id"
+        f" WHERE {' OR '.join(key_clauses)}"
+        " ORDER BY c.root, c.position DESC",
+        (*groups, *key_params),
+    )
+    result: dict[int, StateMap] = {group: {} for group in groups}
+    for root, _position, event_type, state_key, event_id in cursor.fetchall():
+        state = result[int(root)]
+        if event_id is None:
+            state.pop((event_type, state_key), None)
+        else:
+            state[(event_type, state_key)] = event_id
+    return result
+
+
+def _memberships(cursor: Cursor, user_id: str, room_ids: list[str]) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(room_ids), _CHUNK):
+        chunk = room_ids[start : start + _CHUNK]
+        cursor.execute(
+            "SELECT m.room_id, m.event_id, m.membership, e.depth, e.stream_ordering, m.forgotten"
+            " FROM room_memberships m JOIN events e ON e.event_id = m.event_id"
+            f" WHERE m.user_id = ? AND m.room_id IN ({','.join('?' * len(chunk))})",
+            (user_id, *chunk),
+        )
+        rows.extend(cursor.fetchall())
+    return rows
+
+
+def _transaction_ids(
+    cursor: Cursor, user_id: str, device_id: str, event_ids: list[str]
+) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for start in range(0, len(event_ids), _CHUNK):
+        chunk = event_ids[start : start + _CHUNK]
+        cursor.execute(
+            "SELECT event_id, txn_id FROM event_txn_ids WHERE user_id = ? AND device_id = ?"
+            f" AND event_id IN ({','.join('?' * len(chunk))})",
+            (user_id, device_id, *chunk),
+        )
+        result.update({event_id: txn_id for event_id, txn_id in cursor.fetchall()})
+    return result
