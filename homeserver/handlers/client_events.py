@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from homeserver.events.formats import serialize_for_client
 from homeserver.events.model import Event, JsonDict
 from homeserver.events.redaction import prune_event
+from homeserver.types import Requester
 from storage.events import EventStore
+
+SerializeEvents = Callable[[Sequence[Event], Requester | None], Awaitable[list[JsonDict]]]
+"""Turns events into what ``requester`` receives (pruned redactions, unsigned extras)."""
+
+
+def simple_serializer(store: EventStore, now_ms: Callable[[], int]) -> SerializeEvents:
+    async def serialize(events: Sequence[Event], requester: Requester | None) -> list[JsonDict]:
+        return await serialize_events(store, events, now_ms())
+
+    return serialize
 
 
 async def serialize_events(

@@ -8,7 +8,7 @@ from typing import Any
 from homeserver.auth.power_levels import get_named_level, get_user_power_level
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.model import Event, JsonDict
-from homeserver.handlers.client_events import serialize_event
+from homeserver.handlers.client_events import SerializeEvents, simple_serializer
 from homeserver.handlers.event_creation import EventCreator, EventSpec, request_hash
 from homeserver.handlers.room_state import RoomStateHandler, check_event_type
 from homeserver.types import Requester
@@ -38,12 +38,14 @@ class RoomSendHandler:
         room_state: RoomStateHandler,
         now_ms: Callable[[], int],
         can_see: CanSee | None = None,
+        serialize: SerializeEvents | None = None,
     ) -> None:
         self.store = event_store
         self.creator = event_creator
         self.room_state = room_state
         self.now_ms = now_ms
         self.can_see = can_see or self._member_can_see
+        self.serialize = serialize or simple_serializer(event_store, now_ms)
 
     async def send_message(
         self,
@@ -110,7 +112,7 @@ class RoomSendHandler:
             or not await self.can_see(requester.user_id, event)
         ):
             raise not_found("Event not found")
-        return await serialize_event(self.store, event, self.now_ms())
+        return (await self.serialize([event], requester))[0]
 
     async def _member_can_see(self, user_id: str, event: Event) -> bool:
         """Until history visibility filtering lands: members see the room's events, and

@@ -13,7 +13,7 @@ from typing import Any
 
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.events.model import Event, JsonDict
-from homeserver.handlers.client_events import serialize_event, serialize_events
+from homeserver.handlers.client_events import SerializeEvents, simple_serializer
 from homeserver.handlers.directory import DirectoryHandler
 from homeserver.handlers.event_creation import EventCreator, EventSpec
 from homeserver.handlers.membership import MEMBER, MembershipHandler
@@ -52,6 +52,7 @@ class RoomStateHandler:
         membership: MembershipHandler,
         directory: DirectoryHandler,
         now_ms: Callable[[], int],
+        serialize: SerializeEvents | None = None,
     ) -> None:
         self.store = event_store
         self.members = member_store
@@ -59,6 +60,7 @@ class RoomStateHandler:
         self.membership = membership
         self.directory = directory
         self.now_ms = now_ms
+        self.serialize = serialize or simple_serializer(event_store, now_ms)
 
     async def readable_state(self, user_id: str, room_id: str) -> ReadableState:
         head = await self.store.get_room_head(room_id)
@@ -100,7 +102,7 @@ class RoomStateHandler:
         readable = await self.readable_state(requester.user_id, room_id)
         events = await self.store.get_events(readable.state.values())
         ordered = [events[event_id] for event_id in readable.state.values() if event_id in events]
-        return await serialize_events(self.store, ordered, self.now_ms())
+        return await self.serialize(ordered, requester)
 
     async def get_state_event(
         self,
@@ -116,7 +118,7 @@ class RoomStateHandler:
         event = await self.store.get_event(event_id) if event_id is not None else None
         if event is None:
             raise not_found(f"Event not found: no {event_type} state with key {state_key!r}")
-        serialized = await serialize_event(self.store, event, self.now_ms())
+        serialized = (await self.serialize([event], requester))[0]
         if as_event:
             return serialized
         content: JsonDict = serialized["content"]
@@ -150,7 +152,7 @@ class RoomStateHandler:
             and (membership is None or fetched[event_id].membership == membership)
             and (not_membership is None or fetched[event_id].membership != not_membership)
         ]
-        return await serialize_events(self.store, events, self.now_ms())
+        return await self.serialize(events, requester)
 
     async def get_joined_members(self, requester: Requester, room_id: str) -> JsonDict:
         await self.readable_state(requester.user_id, room_id)
