@@ -72,10 +72,19 @@ class RoomStreamToken:
 
 @dataclass(frozen=True)
 class StreamToken:
-    """A position in every stream /sync follows. Only the room stream exists so far."""
+    """A position in every stream /sync follows."""
 
-    # The streams after the room stream, in token order. Append, never reorder.
-    EXTRA_STREAMS: ClassVar[tuple[str, ...]] = ()
+    # The streams after the room stream, in token order. Append, never reorder. Each is
+    # written by its own module, which calls Notifier.notify(<name>, position, ...).
+    EXTRA_STREAMS: ClassVar[tuple[str, ...]] = (
+        "typing",
+        "receipts",
+        "account_data",
+        "presence",
+        "to_device",
+        "device_lists",
+        "push_rules",
+    )
 
     room_key: RoomStreamToken
     # Positions of EXTRA_STREAMS, by name.
