@@ -27,7 +27,23 @@ def test_room_tokens_round_trip(text: str, token: RoomStreamToken) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "s", "t", "t5", "t5-", "x5", "s5x", "S5", "t5_6", "s 5", "s1.5", "s" + "9" * 20, "s1_2"],
+    [
+        "",
+        "s",
+        "t",
+        "t5",
+        "t5-",
+        "x5",
+        "s5x",
+        "S5",
+        "t5_6",
+        "s 5",
+        "s1.5",
+        "s" + "9" * 20,
+        "s1_2_3_4_5_6_7_8_9",
+        "s1__2",
+        "s1_-2",
+    ],
 )
 def test_bad_tokens(text: str) -> None:
     with pytest.raises(TokenError):
@@ -57,3 +73,12 @@ def test_further_streams_extend_the_token() -> None:
     for bad in ("s10_4_7_1", "s10_x", "s10_-1", "s10__1"):
         with pytest.raises(TokenError):
             WithTyping.parse(bad)
+
+
+def test_older_tokens_with_fewer_streams_read_missing_parts_as_zero() -> None:
+    token = StreamToken.parse("s7_3")
+    assert token.room_key == RoomStreamToken(None, 7)
+    assert dict(token.extra) == {
+        name: (3 if name == "typing" else 0) for name in StreamToken.EXTRA_STREAMS
+    }
+    assert StreamToken.parse(token.to_string()) == token
