@@ -9,20 +9,23 @@ from twisted.internet import defer, ssl
 from twisted.internet.error import CannotListenError
 
 from federation.transport import version as federation_version
+from homeserver.account_services import AccountServices
 from homeserver.config import HomeserverConfig, ListenerConfig
 from homeserver.handlers.directory import DirectoryHandler
 from homeserver.handlers.event_creation import EventCreator
 from homeserver.handlers.filters import FilterHandler
 from homeserver.handlers.pagination import PaginationHandler
+from homeserver.handlers.profile import NoRoomsYet
 from homeserver.handlers.serialize import EventSerializer
 from homeserver.notifier import Notifier
 from homeserver.ratelimit import Ratelimiter
 from homeserver.server_keys import ServerKeys, load_signing_keys
+from rest import accounts as account_routes
 from rest import health, well_known
 from rest import metrics as metrics_resource
 from rest.client import versions
 from rest.key import server as key_server
-from rest.router import Router
+from rest.router import Auth, Router
 from rest.server import DEFAULT_MAX_BODY_SIZE, HearthSite, InFlightRequests, MatrixResource
 from storage.directory import DirectoryStore
 from storage.engine import Database, create_database
@@ -58,7 +61,12 @@ class Homeserver:
         self.in_flight = InFlightRequests()
         # Connects lazily: nothing touches the database before start().
         self.database: Database | None = create_database(config.database, reactor)
-        self.notifier = Notifier()
+        # Accounts, devices, profiles and the access-token authenticator. NoRoomsYet: profile
+        # changes and deactivations do not reach room memberships until the rooms core does.
+        self.accounts = AccountServices(
+            config, self.database, reactor, self.ratelimiters, self.now_ms, NoRoomsYet()
+        )
+        self.notifier = Notifier(reactor)
         self.event_store = EventStore(self.database)
         self.event_creator = EventCreator(
             server_name=config.server_name,
@@ -98,6 +106,7 @@ class Homeserver:
         if "client" in resources:
             versions.register(router)
             well_known.register(router, self.config)
+            account_routes.register(router, self.accounts)
         if "federation" in resources:
             federation_version.register(router)
         if "federation" in resources or "keys" in resources:
@@ -131,7 +140,10 @@ class Homeserver:
         resource = MatrixResource(
             self.build_router(listener),
             clock=self.reactor,
-            authenticators={},
+            authenticators={
+                Auth.USER: self.accounts.authenticator.authenticate,
+                Auth.OPTIONAL: self.accounts.authenticator.authenticate,
+            },
             ratelimiters=self.ratelimiters,
             in_flight=self.in_flight,
             x_forwarded=listener.x_forwarded,
@@ -179,6 +191,7 @@ class Homeserver:
         """Stop listening, let in-flight requests and transactions finish, close the database."""
         ports, self.listening_ports = self.listening_ports, []
         await defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
+        self.notifier.wake_all()  # long-polls answer now rather than hold up shutdown
         if self.in_flight.count:
             logger.info("waiting for %d in-flight requests", self.in_flight.count)
             idle = self.in_flight.wait_idle()
@@ -188,5 +201,6 @@ class Homeserver:
             except defer.TimeoutError:
                 logger.warning("requests still running after %ss", SHUTDOWN_GRACE_SECONDS)
         if self.database is not None:
+            await self.accounts.stop()
             database, self.database = self.database, None
             await database.close()

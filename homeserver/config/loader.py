@@ -16,6 +16,7 @@ import yaml
 from homeserver.config.model import (
     RESOURCE_NAMES,
     SYNAPSE_ONLY_RESOURCE_NAMES,
+    AccountsConfig,
     FederationRatelimitSettings,
     HomeserverConfig,
     ListenerConfig,
@@ -120,6 +121,15 @@ KNOWN_KEYS = frozenset(
         "turn_password",
         "turn_user_lifetime",
         "turn_allow_guests",
+        # accounts (parsed by _parse_accounts)
+        "bcrypt_rounds",
+        "password_config",
+        "allow_guest_access",
+        "registration_requires_token",
+        "refreshable_access_token_lifetime",
+        "refresh_token_lifetime",
+        "nonrefreshable_access_token_lifetime",
+        "session_lifetime",
     }
     | {name.split(".")[0] for name in DEFAULT_RATELIMITS}
 )
@@ -243,6 +253,7 @@ def parse_config(
         serve_server_wellknown=root.boolean("serve_server_wellknown", False),
         extra_well_known_client_content=well_known_extra,
         ignored_keys=ignored,
+        accounts=_parse_accounts(root),
         require_membership_for_aliases=root.boolean("require_membership_for_aliases", True),
         enable_room_list_search=root.boolean("enable_room_list_search", True),
         allow_public_rooms_without_auth=root.boolean("allow_public_rooms_without_auth", False),
@@ -369,3 +380,52 @@ def _parse_turn(root: Section, path: Callable[[str], Path]) -> TurnSettings:
         user_lifetime_ms=root.duration_ms("turn_user_lifetime", 3_600_000),
         allow_guests=root.boolean("turn_allow_guests", True),
     )
+
+
+def _optional_duration(root: Section, name: str, default: int | None) -> int | None:
+    """A duration that may be null (null, or absent with a None default: no limit)."""
+    if name in root.data and root.data[name] is None:
+        return None
+    if name not in root.data:
+        return default
+    return root.duration_ms(name, 0)
+
+
+def _parse_accounts(root: Section) -> AccountsConfig:
+    password = root.section("password_config")
+    enabled = password.raw("enabled", True)
+    if enabled not in (True, False, "only_for_reauth"):
+        raise ConfigError(password.key("enabled"), enabled, 'true, false or "only_for_reauth"')
+    pepper = password.raw("pepper", "")
+    if not isinstance(pepper, str):
+        raise ConfigError(password.key("pepper"), pepper, "a string")
+    settings = AccountsConfig(
+        bcrypt_rounds=root.integer("bcrypt_rounds", 12, minimum=4, maximum=31),
+        password_login_enabled=enabled is True,
+        password_reauth_enabled=enabled is not False,
+        password_pepper=pepper,
+        allow_guest_access=root.boolean("allow_guest_access", False),
+        registration_requires_token=root.boolean("registration_requires_token", False),
+        refreshable_access_token_lifetime_ms=_optional_duration(
+            root, "refreshable_access_token_lifetime", 5 * 60_000
+        ),
+        refresh_token_lifetime_ms=_optional_duration(root, "refresh_token_lifetime", None),
+        nonrefreshable_access_token_lifetime_ms=_optional_duration(
+            root, "nonrefreshable_access_token_lifetime", None
+        ),
+        session_lifetime_ms=_optional_duration(root, "session_lifetime", None),
+    )
+    session = settings.session_lifetime_ms
+    refreshable = settings.refreshable_access_token_lifetime_ms
+    if (
+        session is not None
+        and refreshable is not None
+        and refreshable > session
+        and ("refreshable_access_token_lifetime" in root.data)
+    ):
+        raise ConfigError(
+            "refreshable_access_token_lifetime",
+            root.data["refreshable_access_token_lifetime"],
+            "a lifetime no longer than session_lifetime",
+        )
+    return settings

@@ -72,6 +72,24 @@ class TurnSettings:
     allow_guests: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class AccountsConfig:
+    """Passwords, guests, registration tokens and token lifetimes (Synapse's keys)."""
+
+    bcrypt_rounds: int = 12
+    # password_config.enabled: true, false, or "only_for_reauth" (UIA only, no /login)
+    password_login_enabled: bool = True
+    password_reauth_enabled: bool = True
+    password_pepper: str = ""
+    allow_guest_access: bool = False
+    registration_requires_token: bool = False
+    # None: refresh tokens are not issued
+    refreshable_access_token_lifetime_ms: int | None = 5 * 60_000
+    refresh_token_lifetime_ms: int | None = None
+    nonrefreshable_access_token_lifetime_ms: int | None = None
+    session_lifetime_ms: int | None = None
+
+
 @dataclass(frozen=True)
 class HomeserverConfig:
     config_path: Path | None
@@ -101,6 +119,7 @@ class HomeserverConfig:
     serve_server_wellknown: bool
     extra_well_known_client_content: Mapping[str, Any]
     ignored_keys: tuple[str, ...] = field(default=())
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
     # Room directory and aliases.
     require_membership_for_aliases: bool = True
     enable_room_list_search: bool = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
 import json
 from collections.abc import Callable
@@ -47,6 +49,9 @@ def http_request(
         connection.close()
 
 
+TEST_SHARED_SECRET = "hearth-test-shared-secret"
+
+
 def make_config(
     tmp_path: Path,
     db_config: DatabaseConfig,
@@ -70,9 +75,21 @@ def make_config(
         ],
         "database": {"name": db_config.name, "args": dict(db_config.args)},
         "signing_key_path": str(key_path),
+        # register_user() registers through the shared-secret admin API; bcrypt at its
+        # cheapest keeps the tests fast.
+        "registration_shared_secret": TEST_SHARED_SECRET,
+        "bcrypt_rounds": 4,
         **extra,
     }
     return parse_config(data, tmp_path)
+
+
+@dataclass
+class RegisteredUser:
+    user_id: str
+    access_token: str
+    device_id: str
+    password: str
 
 
 class RunningHomeserver:
@@ -84,8 +101,55 @@ class RunningHomeserver:
     def port(self) -> int:
         return self.homeserver.bound_ports[0]
 
-    def request(self, method: str, path: str, **kwargs: Any) -> HttpResult:
+    def request(
+        self, method: str, path: str, *, access_token: str | None = None, **kwargs: Any
+    ) -> HttpResult:
+        """An HTTP request; ``access_token`` is sent as ``Authorization: Bearer``."""
+        if access_token is not None:
+            kwargs["headers"] = {
+                **(kwargs.get("headers") or {}),
+                "Authorization": f"Bearer {access_token}",
+            }
         return http_request(self.port, method, path, **kwargs)
+
+    def register_user(
+        self,
+        localpart: str,
+        password: str = "password",
+        *,
+        admin: bool = False,
+        displayname: str | None = None,
+    ) -> RegisteredUser:
+        """Register a user through the shared-secret admin API; their first login."""
+        nonce = self.request("GET", "/_synapse/admin/v1/register").json()["nonce"]
+        mac = hmac.new(TEST_SHARED_SECRET.encode(), digestmod=hashlib.sha1)
+        mac.update(f"{nonce}\0{localpart}\0{password}\0{'admin' if admin else 'notadmin'}".encode())
+        body: dict[str, Any] = {
+            "nonce": nonce,
+            "username": localpart,
+            "password": password,
+            "admin": admin,
+            "mac": mac.hexdigest(),
+        }
+        if displayname is not None:
+            body["displayname"] = displayname
+        result = self.request("POST", "/_synapse/admin/v1/register", body=body)
+        assert result.status == 200, result.body
+        data = result.json()
+        return RegisteredUser(data["user_id"], data["access_token"], data["device_id"], password)
+
+    def login(self, user_id: str, password: str = "password", **extra: Any) -> dict[str, Any]:
+        """A password login; its response body (asserts it succeeded)."""
+        body = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user_id},
+            "password": password,
+            **extra,
+        }
+        result = self.request("POST", "/_matrix/client/v3/login", body=body)
+        assert result.status == 200, result.body
+        data: dict[str, Any] = result.json()
+        return data
 
     def stop(self) -> None:
         self.run_sync(self.homeserver.stop())
