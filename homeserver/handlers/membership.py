@@ -148,7 +148,9 @@ class MembershipHandler:
             raise MatrixError(
                 403, "M_BAD_STATE", f"Cannot unban user who was not banned (membership={old})"
             )
-        if old == "ban" and action not in ("ban", "unban", "leave"):
+        # A banned user's own join or knock is left to the auth rules (M_FORBIDDEN, as the
+        # spec's examples); others acting on a banned user get Synapse's M_BAD_STATE.
+        if old == "ban" and action not in ("ban", "unban", "leave", "join", "knock"):
             raise MatrixError(403, "M_BAD_STATE", f"Cannot {action} user who was banned")
         if action == "kick" and old in (None, "leave", "ban"):
             raise forbidden("The target user is not in the room")

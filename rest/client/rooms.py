@@ -7,6 +7,9 @@ from typing import Any
 from homeserver.handlers.room_creation import RoomCreationHandler
 from homeserver.handlers.room_send import RoomSendHandler
 from homeserver.handlers.room_upgrade import RoomUpgradeHandler
+from homeserver.room_services import RoomServices
+from rest.client import membership as membership_routes
+from rest.client import room_state as room_state_routes
 from rest.request import HttpRequest
 from rest.router import Auth, Router, client_patterns
 
@@ -82,3 +85,15 @@ def register(
         auth=Auth.USER,
         ratelimit="rc_room_creation",
     )
+
+
+def register_all(router: Router, services: RoomServices) -> None:
+    """Every rooms endpoint: creation, sending, state, members and membership."""
+    register(
+        router,
+        room_creation=services.creation,
+        room_send=services.send,
+        room_upgrade=services.upgrade,
+    )
+    room_state_routes.register(router, room_state=services.state)
+    membership_routes.register(router, membership=services.membership, room_state=services.state)
