@@ -11,19 +11,27 @@ from twisted.internet.error import CannotListenError
 from federation.transport import version as federation_version
 from homeserver.account_services import AccountServices
 from homeserver.config import HomeserverConfig, ListenerConfig
+from homeserver.handlers.capabilities import CapabilitiesHandler
 from homeserver.handlers.directory import DirectoryHandler
 from homeserver.handlers.event_creation import EventCreator
 from homeserver.handlers.filters import FilterHandler
 from homeserver.handlers.pagination import PaginationHandler
 from homeserver.handlers.profile import NoRoomsYet
 from homeserver.handlers.serialize import EventSerializer
+from homeserver.handlers.voip import VoipHandler
 from homeserver.notifier import Notifier
 from homeserver.ratelimit import Ratelimiter
 from homeserver.server_keys import ServerKeys, load_signing_keys
 from rest import accounts as account_routes
 from rest import health, well_known
 from rest import metrics as metrics_resource
+from rest.client import capabilities as capabilities_routes
+from rest.client import context as context_routes
+from rest.client import directory as directory_routes
+from rest.client import filters as filter_routes
+from rest.client import messages as messages_routes
 from rest.client import versions
+from rest.client import voip as voip_routes
 from rest.key import server as key_server
 from rest.router import Auth, Router
 from rest.server import DEFAULT_MAX_BODY_SIZE, HearthSite, InFlightRequests, MatrixResource
@@ -82,7 +90,17 @@ class Homeserver:
             store=self.directory_store,
             event_store=self.event_store,
             event_creator=self.event_creator,
+            require_membership_for_aliases=config.require_membership_for_aliases,
+            enable_room_list_search=config.enable_room_list_search,
+            is_server_admin=self.accounts.authenticator.is_admin,
         )
+        self.capabilities_handler = CapabilitiesHandler(
+            default_room_version=config.default_room_version,
+            change_password_enabled=config.accounts.password_reauth_enabled,
+            set_displayname_enabled=config.enable_set_displayname,
+            set_avatar_url_enabled=config.enable_set_avatar_url,
+        )
+        self.voip_handler = VoipHandler(config.turn, self.now_ms)
         # Room history (/messages, /context), visibility checks, client event format, filters.
         self.room_history_store = RoomHistoryStore(self.database, self.event_store)
         self.event_serializer = EventSerializer(
@@ -107,6 +125,16 @@ class Homeserver:
             versions.register(router)
             well_known.register(router, self.config)
             account_routes.register(router, self.accounts)
+            directory_routes.register(
+                router,
+                self.directory_handler,
+                allow_public_rooms_without_auth=self.config.allow_public_rooms_without_auth,
+            )
+            capabilities_routes.register(router, self.capabilities_handler)
+            voip_routes.register(router, self.voip_handler)
+            messages_routes.register(router, self.pagination_handler)
+            context_routes.register(router, self.pagination_handler)
+            filter_routes.register(router, self.filter_handler)
         if "federation" in resources:
             federation_version.register(router)
         if "federation" in resources or "keys" in resources:

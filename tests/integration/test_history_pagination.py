@@ -103,7 +103,7 @@ def test_stream_tokens_and_bad_tokens(database: Database, run_sync: Any) -> None
         page = await h.messages(ALICE, room_id, from_token=f"s{position}", limit=2)
         assert bodies(page["chunk"]) == ["later", "m4"]
         assert page["chunk"][0]["event_id"] == m2.event_id
-        for bad in ("x1", "t1", "s", "t1-x", "s1_2", "", "s99999999999999999999"):
+        for bad in ("x1", "t1", "s", "t1-x", "s1_x", "", "s99999999999999999999"):
             if bad == "":
                 continue
             with pytest.raises(MatrixError) as e:
