@@ -74,6 +74,7 @@ class PaginationHandler:
             start = _ROOM_START
         end_bound = await self._position(room_id, to_token, "to") if to_token else None
 
+        requested_start = start
         if access.membership == "leave" and access.member_event is not None:
             # A departed member sees nothing after they left: stop the walk there.
             left_at = position_of(access.member_event)
@@ -82,7 +83,9 @@ class PaginationHandler:
             else:
                 end_bound = left_at if end_bound is None else min(end_bound, left_at)
 
-        result: JsonDict = {"chunk": [], "start": _token(start)}
+        # The spec: `start` is the `from` given, when given (and not moved).
+        start_token = from_token if from_token and start == requested_start else _token(start)
+        result: JsonDict = {"chunk": [], "start": start_token}
         if event_filter is not None and not event_filter.allows_room(room_id):
             return result
         page = await self.history.paginate(

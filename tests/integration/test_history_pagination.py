@@ -102,6 +102,7 @@ def test_stream_tokens_and_bad_tokens(database: Database, run_sync: Any) -> None
         # A /sync-style stream token: everything up to that position, newest first.
         page = await h.messages(ALICE, room_id, from_token=f"s{position}", limit=2)
         assert bodies(page["chunk"]) == ["later", "m4"]
+        assert page["start"] == f"s{position}"
         assert page["chunk"][0]["event_id"] == m2.event_id
         for bad in ("x1", "t1", "s", "t1-x", "s1_x", "", "s99999999999999999999"):
             if bad == "":
@@ -319,5 +320,23 @@ def test_redacted_events_and_unsigned(database: Database, run_sync: Any) -> None
         assert topic2["unsigned"]["prev_sender"] == ALICE
         assert topic2["unsigned"]["replaces_state"] == topic1.event_id
         assert isinstance(topic2["unsigned"]["age"], int)
+
+    run(database, run_sync, scenario)
+
+
+def test_forgotten_room_cannot_be_paginated(database: Database, run_sync: Any) -> None:
+    async def scenario(h: History) -> None:
+        room_id = await room_with_messages(h, 2)
+        await h.membership(room_id, BOB, BOB, "leave")
+        assert bodies((await h.messages(BOB, room_id))["chunk"]) == ["m1", "m0"]
+        await h.database.execute(
+            "forget",
+            "UPDATE room_memberships SET forgotten = TRUE WHERE user_id = ? AND room_id = ?",
+            BOB,
+            room_id,
+        )
+        with pytest.raises(MatrixError) as e:
+            await h.messages(BOB, room_id)
+        assert (e.value.status, e.value.errcode) == (403, "M_FORBIDDEN")
 
     run(database, run_sync, scenario)
