@@ -21,6 +21,7 @@ from homeserver.handlers.serialize import EventSerializer
 from homeserver.handlers.voip import VoipHandler
 from homeserver.notifier import Notifier
 from homeserver.ratelimit import Ratelimiter
+from homeserver.room_services import RoomServices
 from homeserver.server_keys import ServerKeys, load_signing_keys
 from rest import accounts as account_routes
 from rest import health, well_known
@@ -30,6 +31,7 @@ from rest.client import context as context_routes
 from rest.client import directory as directory_routes
 from rest.client import filters as filter_routes
 from rest.client import messages as messages_routes
+from rest.client import rooms as room_routes
 from rest.client import versions
 from rest.client import voip as voip_routes
 from rest.key import server as key_server
@@ -110,6 +112,22 @@ class Homeserver:
             self.event_store, self.room_history_store, self.event_serializer
         )
         self.filter_handler = FilterHandler(FilterStore(self.database), config.server_name)
+        # Rooms: creation, membership, state, sending, upgrades; profile changes and
+        # deactivations reach the member events through it (replacing NoRoomsYet).
+        self.rooms = RoomServices(
+            server_name=config.server_name,
+            default_room_version=config.default_room_version,
+            database=self.database,
+            event_store=self.event_store,
+            event_creator=self.event_creator,
+            directory=self.directory_handler,
+            directory_store=self.directory_store,
+            profiles=self.accounts.profile_store,
+            history_store=self.room_history_store,
+            serializer=self.event_serializer,
+            now_ms=self.now_ms,
+        )
+        self.accounts.set_membership_sync(self.rooms.membership_sync)
         self.listening_ports: list[Any] = []  # IListeningPort
         # The port each listener actually bound, in config order (useful with port 0).
         self.bound_ports: list[int] = []
@@ -135,6 +153,7 @@ class Homeserver:
             messages_routes.register(router, self.pagination_handler)
             context_routes.register(router, self.pagination_handler)
             filter_routes.register(router, self.filter_handler)
+            room_routes.register_all(router, self.rooms)
         if "federation" in resources:
             federation_version.register(router)
         if "federation" in resources or "keys" in resources:
