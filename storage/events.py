@@ -56,6 +56,8 @@ class TxnRecord:
     device_id: str
     txn_id: str
     request_hash: str
+    # The request path without the ID: the spec scopes an ID to its device and path.
+    scope: str = ""
 
 
 @dataclass
@@ -194,15 +196,16 @@ class EventStore:
         return {redacts: event_id for redacts, event_id in rows}
 
     async def get_txn_event(
-        self, user_id: str, device_id: str, txn_id: str
+        self, user_id: str, device_id: str, txn_id: str, scope: str = ""
     ) -> tuple[str, str] | None:
         """The (event ID, request hash) an earlier request with this transaction ID created."""
         rows = await self.db.execute(
             "get_txn_event",
             "SELECT event_id, request_hash FROM event_txn_ids"
-            " WHERE user_id = ? AND device_id = ? AND txn_id = ?",
+            " WHERE user_id = ? AND device_id = ? AND scope = ? AND txn_id = ?",
             user_id,
             device_id,
+            scope,
             txn_id,
         )
         return (rows[0][0], rows[0][1]) if rows else None
@@ -446,11 +449,12 @@ def _persist(
     )
     if txn is not None:
         cursor.execute(
-            "INSERT INTO event_txn_ids (user_id, device_id, txn_id, room_id, event_id,"
-            " request_hash, inserted_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO event_txn_ids (user_id, device_id, scope, txn_id, room_id, event_id,"
+            " request_hash, inserted_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 txn.user_id,
                 txn.device_id,
+                txn.scope,
                 txn.txn_id,
                 room_id,
                 events[-1][0].event_id,

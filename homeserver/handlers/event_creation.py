@@ -91,7 +91,9 @@ class EventCreator:
             if check is not None:
                 check(head)
             if txn is not None:
-                earlier = await self.store.get_txn_event(txn.user_id, txn.device_id, txn.txn_id)
+                earlier = await self.store.get_txn_event(
+                    txn.user_id, txn.device_id, txn.txn_id, txn.scope
+                )
                 if earlier is not None:
                     existing = await self._txn_retry(earlier, txn)
                     if existing is not None:

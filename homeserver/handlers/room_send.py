@@ -18,14 +18,15 @@ from storage.events import EventStore, TxnRecord
 CanSee = Callable[[str, Event], Awaitable[bool]]
 
 
-def _txn(requester: Requester, txn_id: str, *parts: Any) -> TxnRecord:
+def _txn(requester: Requester, txn_id: str, scope: str, body: Any) -> TxnRecord:
     # Without a device (an application service), the spec scopes the ID to the token;
     # the user is the closest stable stand-in we have.
     return TxnRecord(
         user_id=requester.user_id,
         device_id=requester.device_id or "",
         txn_id=txn_id,
-        request_hash=request_hash(*parts),
+        request_hash=request_hash(scope, body),
+        scope=scope,
     )
 
 
@@ -58,7 +59,7 @@ class RoomSendHandler:
         check_event_type(event_type)
         if event_type == "m.room.redaction":
             raise bad_json("Use /redact to send a redaction")
-        txn = _txn(requester, txn_id, "send", room_id, event_type, content)
+        txn = _txn(requester, txn_id, f"send/{room_id}/{event_type}", content)
         return await self.creator.send(
             room_id, EventSpec(event_type, requester.user_id, content), txn=txn
         )
@@ -93,7 +94,7 @@ class RoomSendHandler:
             level = get_user_power_level(sender, auth_state, head.room_version)
             if level < get_named_level("redact", auth_state, head.room_version):
                 raise forbidden("You don't have permission to redact events")
-        txn = _txn(requester, txn_id, "redact", room_id, event_id, body)
+        txn = _txn(requester, txn_id, f"redact/{room_id}/{event_id}", body)
         return await self.creator.send(
             room_id,
             EventSpec("m.room.redaction", sender, dict(body), redacts=event_id),

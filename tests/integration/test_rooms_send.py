@@ -60,6 +60,20 @@ def test_send_is_idempotent_per_transaction(alice: User) -> None:
     assert second != first
 
 
+def test_transaction_ids_are_scoped_to_the_path(alice: User) -> None:
+    first_room = alice.create_room()
+    second_room = alice.create_room()
+    first = alice.ok("PUT", send_path(first_room, "shared"), {"body": "a"})["event_id"]
+    # Same ID, another room or event type: a new request (spec, "Transaction identifiers").
+    second = alice.ok("PUT", send_path(second_room, "shared"), {"body": "a"})["event_id"]
+    third = alice.ok("PUT", send_path(first_room, "shared", "m.other"), {"body": "a"})["event_id"]
+    redaction = alice.ok("PUT", f"/rooms/{quote(first_room)}/redact/{quote(first)}/shared", {})[
+        "event_id"
+    ]
+    assert len({first, second, third, redaction}) == 4
+    assert alice.ok("PUT", send_path(second_room, "shared"), {"body": "a"})["event_id"] == second
+
+
 def test_send_errors(alice: User, bob: User) -> None:
     room_id = alice.create_room()
     assert_error(bob.request("PUT", send_path(room_id, "x"), {"body": "hi"}), 403, "M_FORBIDDEN")
