@@ -18,6 +18,7 @@ from homeserver.handlers.filters import FilterHandler
 from homeserver.handlers.pagination import PaginationHandler
 from homeserver.handlers.profile import NoRoomsYet
 from homeserver.handlers.serialize import EventSerializer
+from homeserver.handlers.sync import SyncHandler, SyncSections
 from homeserver.handlers.voip import VoipHandler
 from homeserver.notifier import Notifier
 from homeserver.ratelimit import Ratelimiter
@@ -32,6 +33,7 @@ from rest.client import directory as directory_routes
 from rest.client import filters as filter_routes
 from rest.client import messages as messages_routes
 from rest.client import rooms as room_routes
+from rest.client import sync as sync_routes
 from rest.client import versions
 from rest.client import voip as voip_routes
 from rest.key import server as key_server
@@ -43,6 +45,7 @@ from storage.events import EventStore
 from storage.filters import FilterStore
 from storage.room_history import RoomHistoryStore
 from storage.schema import prepare_database
+from storage.sync import SyncStore
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +131,17 @@ class Homeserver:
             now_ms=self.now_ms,
         )
         self.accounts.set_membership_sync(self.rooms.membership_sync)
+        # /sync; the modules owning typing, receipts, account data, presence, push counts
+        # and device messages add their providers to sync_sections.
+        self.sync_sections = SyncSections()
+        self.sync_handler = SyncHandler(
+            store=self.event_store,
+            history=self.room_history_store,
+            sync_store=SyncStore(self.database),
+            serializer=self.event_serializer,
+            notifier=self.notifier,
+            sections=self.sync_sections,
+        )
         self.listening_ports: list[Any] = []  # IListeningPort
         # The port each listener actually bound, in config order (useful with port 0).
         self.bound_ports: list[int] = []
@@ -154,6 +168,7 @@ class Homeserver:
             context_routes.register(router, self.pagination_handler)
             filter_routes.register(router, self.filter_handler)
             room_routes.register_all(router, self.rooms)
+            sync_routes.register(router, self.sync_handler, self.filter_handler)
         if "federation" in resources:
             federation_version.register(router)
         if "federation" in resources or "keys" in resources:
