@@ -21,6 +21,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _generate_config(args)
     if args.command == "run":
         return _run(args)
+    if args.command == "register-user":
+        return _register_user(args)
     parser.print_help()
     return 2
 
@@ -64,6 +66,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--public-baseurl", help="the URL clients reach the server at")
     generate.add_argument("--force", action="store_true", help="overwrite homeserver.yaml")
+
+    register_user = commands.add_parser(
+        "register-user",
+        help="register a user on a running server through its shared-secret admin API "
+        "(as Synapse's register_new_matrix_user)",
+    )
+    register_user.add_argument(
+        "-c", "--config-path", type=Path, required=True, help="the server's homeserver.yaml"
+    )
+    register_user.add_argument("-u", "--user", required=True, help="the localpart to register")
+    register_user.add_argument("-p", "--password", help="the password (asked for if not given)")
+    register_user.add_argument("--admin", action="store_true", help="make the user a server admin")
+    register_user.add_argument(
+        "--url", help="the server's client API URL (default: its first client listener)"
+    )
     return parser
 
 
@@ -166,6 +183,87 @@ def _serve(config: Any) -> int:
     if "error" in outcome:
         return _error(outcome["error"])
     return 0
+
+
+def _register_user(args: argparse.Namespace) -> int:
+    import getpass
+
+    from homeserver.config import ConfigError, load_config
+    from homeserver.handlers.register import registration_mac
+
+    try:
+        config = load_config(args.config_path)
+    except ConfigError as e:
+        return _error(str(e))
+    secret = config.registration_shared_secret
+    if not secret:
+        return _error("registration_shared_secret is not set in the config file")
+    url = args.url or _client_url(config)
+    if url is None:
+        return _error("the config has no http listener serving 'client'; give --url")
+    password = args.password
+    if password is None:
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Confirm password: "):
+            return _error("passwords do not match")
+    if not password:
+        return _error("the password must not be empty")
+    endpoint = url.rstrip("/") + "/_synapse/admin/v1/register"
+    try:
+        status, body = _http_json("GET", endpoint)
+        if status != 200:
+            return _error(f"cannot get a nonce from {endpoint}: {body.get('error', status)}")
+        nonce = body["nonce"]
+        mac = registration_mac(secret, nonce, args.user, password, args.admin)
+        status, body = _http_json(
+            "POST",
+            endpoint,
+            {
+                "nonce": nonce,
+                "username": args.user,
+                "password": password,
+                "admin": args.admin,
+                "mac": mac,
+            },
+        )
+    except OSError as e:
+        return _error(f"cannot reach {endpoint}: {e}")
+    if status != 200:
+        return _error(f"{body.get('errcode', status)}: {body.get('error', '')}")
+    print(f"registered {body['user_id']}" + (" (admin)" if args.admin else ""))
+    return 0
+
+
+def _client_url(config: Any) -> str | None:
+    for listener in config.listeners:
+        if listener.type == "http" and "client" in listener.resources:
+            address = listener.bind_addresses[0]
+            if address in ("::", "0.0.0.0"):
+                address = "localhost"
+            elif ":" in address:
+                address = f"[{address}]"
+            scheme = "https" if listener.tls else "http"
+            return f"{scheme}://{address}:{listener.port}"
+    return None
+
+
+def _http_json(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        try:
+            return e.code, json.loads(e.read() or b"{}")
+        except ValueError:
+            return e.code, {}
 
 
 if __name__ == "__main__":
