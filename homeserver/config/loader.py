@@ -20,12 +20,20 @@ from homeserver.config.model import (
     FederationRatelimitSettings,
     HomeserverConfig,
     ListenerConfig,
+    MediaConfig,
+    MediaUploadLimit,
     OldSigningKey,
     RatelimitSettings,
+    ThumbnailSize,
     TrustedKeyServer,
     TurnSettings,
 )
-from homeserver.config.reader import ConfigError, Section, is_valid_server_name
+from homeserver.config.reader import (
+    ConfigError,
+    MissingConfigError,
+    Section,
+    is_valid_server_name,
+)
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS
 from storage.engine import DatabaseConfig
 
@@ -121,6 +129,22 @@ KNOWN_KEYS = frozenset(
         "turn_password",
         "turn_user_lifetime",
         "turn_allow_guests",
+        # media repository (parsed by _parse_media)
+        "max_image_pixels",
+        "dynamic_thumbnails",
+        "thumbnail_sizes",
+        "enable_authenticated_media",
+        "unused_expiration_time",
+        "max_pending_media_uploads",
+        "media_retention",
+        "media_upload_limits",
+        "prevent_media_downloads_from",
+        "url_preview_enabled",
+        "url_preview_ip_range_blacklist",
+        "url_preview_ip_range_whitelist",
+        "url_preview_url_blacklist",
+        "url_preview_accept_language",
+        "max_spider_size",
         # accounts (parsed by _parse_accounts)
         "bcrypt_rounds",
         "password_config",
@@ -260,6 +284,7 @@ def parse_config(
         enable_set_displayname=root.boolean("enable_set_displayname", True),
         enable_set_avatar_url=root.boolean("enable_set_avatar_url", True),
         turn=_parse_turn(root, path),
+        media=_parse_media(root),
     )
 
 
@@ -429,3 +454,70 @@ def _parse_accounts(root: Section) -> AccountsConfig:
             "a lifetime no longer than session_lifetime",
         )
     return settings
+
+
+def _parse_media(root: Section) -> MediaConfig:
+    sizes = tuple(
+        ThumbnailSize(
+            width=entry.integer("width", minimum=1),
+            height=entry.integer("height", minimum=1),
+            method=entry.choice("method", ("crop", "scale"), "scale"),
+        )
+        for entry in root.sections("thumbnail_sizes", [])
+    )
+    retention = root.section("media_retention")
+    limits = []
+    for entry in root.sections("media_upload_limits", []):
+        info_uri = entry.string("info_uri", None)
+        if info_uri is not None and not info_uri.startswith(("http://", "https://")):
+            raise ConfigError(entry.key("info_uri"), info_uri, "an http:// or https:// URL")
+        for required in ("max_size", "time_period"):
+            if entry.data.get(required) is None:
+                raise MissingConfigError(entry.key(required), "a value")
+        limits.append(
+            MediaUploadLimit(
+                max_bytes=entry.size("max_size", 0),
+                time_period_ms=entry.duration_ms("time_period", 0),
+                info_uri=info_uri,
+                can_upgrade=entry.boolean("can_upgrade", False),
+            )
+        )
+    # Larger periods first: a user far below the longest limit needs no other query.
+    limits.sort(key=lambda limit: limit.time_period_ms, reverse=True)
+    url_preview_enabled = root.boolean("url_preview_enabled", False)
+    if url_preview_enabled and "url_preview_ip_range_blacklist" not in root.data:
+        raise ConfigError(
+            "url_preview_ip_range_blacklist",
+            None,
+            "an explicit list of IP ranges URL previews must never reach, when "
+            "url_preview_enabled is true (as Synapse requires)",
+        )
+    url_blacklist = []
+    for entry in root.sections("url_preview_url_blacklist", []):
+        if not all(isinstance(v, str) for v in entry.data.values()):
+            raise ConfigError(entry.key(""), entry.data, "a mapping of URL parts to patterns")
+        url_blacklist.append({str(k): str(v) for k, v in entry.data.items()})
+    prevent = root.string_list("prevent_media_downloads_from", [])
+    return MediaConfig(
+        max_image_pixels=root.size("max_image_pixels", 32 * 1024 * 1024),
+        dynamic_thumbnails=root.boolean("dynamic_thumbnails", False),
+        thumbnail_sizes=sizes or MediaConfig().thumbnail_sizes,
+        enable_authenticated_media=root.boolean("enable_authenticated_media", True),
+        unused_expiration_time_ms=root.duration_ms("unused_expiration_time", 24 * 3_600_000),
+        max_pending_media_uploads=root.integer("max_pending_media_uploads", 5, minimum=1),
+        local_media_lifetime_ms=_optional_duration(retention, "local_media_lifetime", None),
+        remote_media_lifetime_ms=_optional_duration(retention, "remote_media_lifetime", None),
+        upload_limits=tuple(limits),
+        prevent_media_downloads_from=frozenset(prevent),
+        url_preview_enabled=url_preview_enabled,
+        url_preview_ip_range_blacklist=tuple(
+            root.ip_networks("url_preview_ip_range_blacklist", [])
+        ),
+        url_preview_ip_range_whitelist=tuple(
+            root.ip_networks("url_preview_ip_range_whitelist", [])
+        ),
+        url_preview_url_blacklist=tuple(url_blacklist),
+        url_preview_accept_language=tuple(root.string_list("url_preview_accept_language", []))
+        or ("en",),
+        max_spider_size=root.size("max_spider_size", 10 * 1024 * 1024),
+    )

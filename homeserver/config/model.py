@@ -90,6 +90,57 @@ class AccountsConfig:
     session_lifetime_ms: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ThumbnailSize:
+    width: int
+    height: int
+    method: str  # "crop" or "scale"
+
+
+# Synapse's default thumbnail_sizes.
+DEFAULT_THUMBNAIL_SIZES = (
+    ThumbnailSize(32, 32, "crop"),
+    ThumbnailSize(96, 96, "crop"),
+    ThumbnailSize(320, 240, "scale"),
+    ThumbnailSize(640, 480, "scale"),
+    ThumbnailSize(800, 600, "scale"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaUploadLimit:
+    """One entry of ``media_upload_limits``: at most max_bytes per user per time period."""
+
+    max_bytes: int
+    time_period_ms: int
+    info_uri: str | None = None
+    can_upgrade: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MediaConfig:
+    """The media repository's keys (Synapse's names); media_store_path and max_upload_size
+    stay on HomeserverConfig."""
+
+    max_image_pixels: int = 32 * 1024 * 1024
+    dynamic_thumbnails: bool = False
+    thumbnail_sizes: tuple[ThumbnailSize, ...] = DEFAULT_THUMBNAIL_SIZES
+    enable_authenticated_media: bool = True
+    unused_expiration_time_ms: int = 24 * 3_600_000
+    max_pending_media_uploads: int = 5
+    local_media_lifetime_ms: int | None = None
+    remote_media_lifetime_ms: int | None = None
+    upload_limits: tuple[MediaUploadLimit, ...] = ()
+    prevent_media_downloads_from: frozenset[str] = frozenset()
+    url_preview_enabled: bool = False
+    url_preview_ip_range_blacklist: tuple[IPNetwork, ...] = ()
+    url_preview_ip_range_whitelist: tuple[IPNetwork, ...] = ()
+    # Each entry maps urlsplit() attribute names to a glob, or a regex starting with ^.
+    url_preview_url_blacklist: tuple[Mapping[str, str], ...] = ()
+    url_preview_accept_language: tuple[str, ...] = ("en",)
+    max_spider_size: int = 10 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class HomeserverConfig:
     config_path: Path | None
@@ -128,3 +179,4 @@ class HomeserverConfig:
     enable_set_displayname: bool = True
     enable_set_avatar_url: bool = True
     turn: TurnSettings = field(default_factory=TurnSettings)
+    media: MediaConfig = field(default_factory=MediaConfig)
