@@ -50,8 +50,12 @@ GUEST_ENDPOINTS = frozenset(
         ("POST", "/keys/upload"),
         ("POST", "/keys/query"),
         ("POST", "/keys/claim"),
-        # Not in the spec's list, but guests must be able to end their session.
+        # Not in the spec's list; Synapse lets guests use them too.
         ("POST", "/logout"),
+        ("GET", "/capabilities"),
+        ("GET", "/publicRooms"),
+        ("POST", "/publicRooms"),
+        ("GET", "/voip/turnServer"),  # the handler applies turn_allow_guests
     }
 )
 _CLIENT_PREFIX = re.compile(r"^/_matrix/client/[^/]+")
