@@ -19,6 +19,8 @@ class MembershipRow:
     membership: str
     event_id: str
     stream_ordering: int
+    # The user forgot the room after leaving it: /sync no longer mentions it.
+    forgotten: bool = False
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,13 @@ class SyncStore:
         """The user's membership in every room they have one in, with its position."""
         rows = await self.db.execute(
             "sync_current_memberships",
-            "SELECT c.room_id, c.membership, c.event_id, e.stream_ordering"
+            "SELECT c.room_id, c.membership, c.event_id, e.stream_ordering, m.forgotten"
             " FROM current_state_events c JOIN events e ON e.event_id = c.event_id"
+            " LEFT JOIN room_memberships m ON m.event_id = c.event_id"
             " WHERE c.type = 'm.room.member' AND c.state_key = ?",
             user_id,
         )
-        return [MembershipRow(r[0], r[1], r[2], int(r[3])) for r in rows]
+        return [MembershipRow(r[0], r[1], r[2], int(r[3]), bool(r[4])) for r in rows]
 
     async def get_membership_changes(
         self, user_id: str, after: int, upto: int

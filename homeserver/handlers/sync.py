@@ -176,7 +176,7 @@ class SyncHandler:
         knocked: list[MembershipRow] = []
         left: list[MembershipRow] = []
         for row in memberships:
-            if not room_filter.allows_room(row.room_id):
+            if not room_filter.allows_room(row.room_id) or row.forgotten:
                 continue
             fresh = since_room is None or row.room_id in changed_membership
             if row.membership == "join":

@@ -295,3 +295,15 @@ def test_bad_input(hs: RunningHomeserver) -> None:
     assert hs.request("GET", "/_matrix/client/v3/sync").status == 401
     r0 = hs.request("GET", "/_matrix/client/r0/sync", access_token=alice.access_token)
     assert r0.status == 200 and "next_batch" in r0.json()
+
+
+def test_forgotten_rooms_leave_sync(hs: RunningHomeserver) -> None:
+    alice = hs.register_user("alice")
+    bob = hs.register_user("bob")
+    room_id = create_room(hs, alice)
+    member_action(hs, bob, room_id, "join")
+    member_action(hs, bob, room_id, "leave")
+    assert room_id in sync(hs, bob, filter={"room": {"include_leave": True}})["rooms"]["leave"]
+    member_action(hs, bob, room_id, "forget")
+    after = sync(hs, bob, filter={"room": {"include_leave": True}})
+    assert room_id not in after["rooms"].get("leave", {})
