@@ -16,6 +16,7 @@ from homeserver.events.model import Event, StateKey
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.util.caches import LruCache
 from storage.engine import Cursor, Database
+from storage.relations import write_relations
 from storage.state import MAX_CHAIN_LENGTH, StateMap, read_state_group, write_state_group
 from storage.stream_ids import StreamIdGenerator
 
@@ -160,6 +161,21 @@ class EventStore:
             "get_event_state_group", "SELECT state_group FROM events WHERE event_id = ?", event_id
         )
         if not rows or rows[0][0] is None:
+            return None
+        return await self.get_state_group(int(rows[0][0]))
+
+    async def get_state_ids_at_stream(self, room_id: str, stream: int) -> StateMap | None:
+        """The room state as of room stream position ``stream`` (after every event up to
+        it); None if the room had no events by then."""
+        rows = await self.db.execute(
+            "get_state_group_at_stream",
+            "SELECT state_group FROM events WHERE room_id = ? AND stream_ordering <= ?"
+            " AND state_group IS NOT NULL AND rejected_reason IS NULL"
+            " ORDER BY stream_ordering DESC LIMIT 1",
+            room_id,
+            stream,
+        )
+        if not rows:
             return None
         return await self.get_state_group(int(rows[0][0]))
 
@@ -402,6 +418,9 @@ def _persist(
     cursor.execute_batch(
         "INSERT INTO redactions (event_id, redacts, received_ts) VALUES (?, ?, ?)", redaction_rows
     )
+    # Relations and threads (storage/relations.py): the batch's m.relates_to rows, and the
+    # relationships its redactions break.
+    write_relations(cursor, room_id, [(e, so) for e, so in events if e.rejected_reason is None])
 
     # The new events replace whatever they point at as the room's forward extremities.
     referenced = {prev for event, _ in events for prev in event.prev_event_ids}

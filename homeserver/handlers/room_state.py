@@ -131,11 +131,23 @@ class RoomStateHandler:
         *,
         membership: str | None = None,
         not_membership: str | None = None,
+        at_stream: int | None = None,
     ) -> list[JsonDict]:
+        """The room's members; with ``at_stream`` (the ``at`` token), as of that position
+        -- never later than a departed reader's leave."""
         for value, name in ((membership, "membership"), (not_membership, "not_membership")):
             if value is not None and value not in MEMBERSHIPS:
                 raise invalid_param(f"{name} must be one of {', '.join(MEMBERSHIPS)}")
         readable = await self.readable_state(requester.user_id, room_id)
+        if at_stream is not None:
+            state = await self.store.get_state_ids_at_stream(room_id, at_stream)
+            if state is not None and not readable.current:
+                leave_id = readable.state.get((MEMBER, requester.user_id))
+                leave = await self.store.get_event(leave_id) if leave_id else None
+                left_at = int(leave.internal_metadata.get("stream_ordering", 0)) if leave else 0
+                if at_stream > left_at:
+                    state = readable.state
+            readable = ReadableState(state if state is not None else {}, False)
         if readable.current:
             wanted = None if membership is None else [membership]
             rows = await self.members.get_current_members(room_id, wanted)

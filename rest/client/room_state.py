@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.handlers.room_state import RoomStateHandler
+from homeserver.streams import parse_room_token
 from rest.errors import invalid_param
 from rest.request import HttpRequest, Response, json_response
 from rest.router import Auth, Router, client_patterns
@@ -40,11 +41,13 @@ def register(router: Router, *, room_state: RoomStateHandler) -> None:
         return {"event_id": event.event_id}
 
     async def members(request: HttpRequest) -> dict[str, Any]:
+        at = request.query_string("at")
         chunk = await room_state.get_members(
             request.requester,
             request.path_params["roomId"],
             membership=request.query_string("membership"),
             not_membership=request.query_string("not_membership"),
+            at_stream=parse_room_token(at, "at").stream if at else None,
         )
         return {"chunk": chunk}
 

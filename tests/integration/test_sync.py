@@ -307,3 +307,31 @@ def test_forgotten_rooms_leave_sync(hs: RunningHomeserver) -> None:
     member_action(hs, bob, room_id, "forget")
     after = sync(hs, bob, filter={"room": {"include_leave": True}})
     assert room_id not in after["rooms"].get("leave", {})
+
+
+def test_members_at_a_sync_token(hs: RunningHomeserver) -> None:
+    alice = hs.register_user("alice")
+    bob = hs.register_user("bob")
+    carol = hs.register_user("carol")
+    room_id = create_room(hs, alice)
+    member_action(hs, bob, room_id, "join")
+    token = sync(hs, alice)["next_batch"]
+    member_action(hs, carol, room_id, "join")
+
+    def members(query: str) -> set[str]:
+        result = hs.request(
+            "GET",
+            f"/_matrix/client/v3/rooms/{quote(room_id)}/members{query}",
+            access_token=alice.access_token,
+        )
+        assert result.status == 200, result.body
+        return {e["state_key"] for e in result.json()["chunk"]}
+
+    assert members("") == {alice.user_id, bob.user_id, carol.user_id}
+    assert members(f"?at={quote(token)}") == {alice.user_id, bob.user_id}
+    bad = hs.request(
+        "GET",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/members?at=nonsense",
+        access_token=alice.access_token,
+    )
+    assert (bad.status, bad.json()["errcode"]) == (400, "M_INVALID_PARAM")
