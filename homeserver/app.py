@@ -15,8 +15,10 @@ from homeserver.handlers.capabilities import CapabilitiesHandler
 from homeserver.handlers.directory import DirectoryHandler
 from homeserver.handlers.event_creation import EventCreator
 from homeserver.handlers.filters import FilterHandler
+from homeserver.handlers.notification_counts import NotificationCounter
 from homeserver.handlers.pagination import PaginationHandler
 from homeserver.handlers.profile import NoRoomsYet
+from homeserver.handlers.push_rules import PushRulesHandler
 from homeserver.handlers.serialize import EventSerializer
 from homeserver.handlers.sync import SyncHandler, SyncSections
 from homeserver.handlers.voip import VoipHandler
@@ -32,6 +34,8 @@ from rest.client import context as context_routes
 from rest.client import directory as directory_routes
 from rest.client import filters as filter_routes
 from rest.client import messages as messages_routes
+from rest.client import notifications as notification_routes
+from rest.client import push_rules as push_rule_routes
 from rest.client import rooms as room_routes
 from rest.client import sync as sync_routes
 from rest.client import versions
@@ -43,6 +47,8 @@ from storage.directory import DirectoryStore
 from storage.engine import Database, create_database
 from storage.events import EventStore
 from storage.filters import FilterStore
+from storage.push_actions import PushActionStore
+from storage.push_rules import PushRuleStore
 from storage.room_history import RoomHistoryStore
 from storage.schema import prepare_database
 from storage.sync import SyncStore
@@ -142,6 +148,20 @@ class Homeserver:
             notifier=self.notifier,
             sections=self.sync_sections,
         )
+        # Push rules, and the unread counts worked out from them as each event lands.
+        self.push_rules = PushRulesHandler(PushRuleStore(self.database), self.notifier)
+        self.notification_counter = NotificationCounter(
+            server_name=config.server_name,
+            event_store=self.event_store,
+            store=PushActionStore(self.database),
+            push_rules=self.push_rules,
+            serializer=self.event_serializer,
+            now_ms=self.now_ms,
+        )
+        self.notifier.add_listener(self.notification_counter.on_new_room_events)
+        self.sync_sections.streams.append(self.push_rules)
+        self.sync_sections.global_account_data.append(self.push_rules.sync_account_data)
+        self.sync_sections.unread_counts = self.notification_counter.get_unread_counts
         self.listening_ports: list[Any] = []  # IListeningPort
         # The port each listener actually bound, in config order (useful with port 0).
         self.bound_ports: list[int] = []
@@ -169,6 +189,8 @@ class Homeserver:
             filter_routes.register(router, self.filter_handler)
             room_routes.register_all(router, self.rooms)
             sync_routes.register(router, self.sync_handler, self.filter_handler)
+            push_rule_routes.register(router, self.push_rules)
+            notification_routes.register(router, self.notification_counter)
         if "federation" in resources:
             federation_version.register(router)
         if "federation" in resources or "keys" in resources:
@@ -183,6 +205,7 @@ class Homeserver:
         try:
             await prepare_database(database)
             await self.event_store.load_positions()
+            await self.push_rules.store.load_positions()
         except Exception as e:
             await database.close()
             self.database = None
