@@ -6,7 +6,9 @@ queries for the whole batch:
 - a redacted event is sent pruned, with ``unsigned.redacted_because`` (the redaction);
 - a state event carries ``unsigned.prev_content`` / ``prev_sender`` (what it replaced);
 - the requester's own events carry ``unsigned.transaction_id`` for the device that sent
-  them (spec: transaction IDs are scoped to the device).
+  them (spec: transaction IDs are scoped to the device);
+- events with related events carry their bundled aggregations, ``unsigned.m.relations``,
+  from the aggregation provider (the relations handler) when one is set.
 
 Which redactions apply follows the spec's "Handling redactions": in room versions 1 and
 2 the auth rules already checked them; later, a redaction applies if its sender is on
@@ -16,7 +18,8 @@ when it was sent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 from homeserver.auth.power_levels import get_named_level, get_user_power_level
 from homeserver.events.formats import serialize_for_client
@@ -27,6 +30,17 @@ from storage.events import EventStore
 from storage.room_history import RoomHistoryStore
 
 _POWER_KEYS = [("m.room.create", ""), ("m.room.power_levels", "")]
+
+
+class AggregationProvider(Protocol):
+    async def bundle_aggregations(
+        self,
+        events: Sequence[Event],
+        user_id: str,
+        *,
+        requester: Requester | None = None,
+        include_room_id: bool = True,
+    ) -> dict[str, JsonDict]: ...
 
 
 def _domain(user_id: str) -> str:
@@ -40,6 +54,11 @@ class EventSerializer:
         self.store = store
         self.history = history
         self.now_ms = now_ms
+        self.aggregations: AggregationProvider | None = None
+
+    def set_aggregation_provider(self, provider: AggregationProvider) -> None:
+        # Set after construction: the provider serializes nested events through us.
+        self.aggregations = provider
 
     async def serialize_event(
         self, event: Event, *, requester: Requester | None = None, include_room_id: bool = True
@@ -55,13 +74,26 @@ class EventSerializer:
         *,
         requester: Requester | None = None,
         include_room_id: bool = True,
+        aggregations: Mapping[str, JsonDict] | None = None,
     ) -> list[JsonDict]:
         """The ClientEvent form of each of ``events``, in order.
 
         Visibility is the caller's job (``visibility.filter_events_for_user``).
+        ``aggregations``: the ``m.relations`` of each event, already worked out (the
+        provider passes them for the nested events it serializes); None asks the
+        provider, for the requester.
         """
         if not events:
             return []
+        if aggregations is None:
+            aggregations = {}
+            if self.aggregations is not None and requester is not None:
+                aggregations = await self.aggregations.bundle_aggregations(
+                    events,
+                    requester.user_id,
+                    requester=requester,
+                    include_room_id=include_room_id,
+                )
         now = self.now_ms()
         redacted_by = await self._applicable_redactions(events)
         replaced_ids = {
@@ -96,6 +128,9 @@ class EventSerializer:
             txn_id = txn_ids.get(event.event_id)
             if txn_id is not None:
                 extra["transaction_id"] = txn_id
+            relations = aggregations.get(event.event_id)
+            if relations:
+                extra["m.relations"] = relations
             result.append(
                 serialize_for_client(
                     shown, now, include_room_id=include_room_id, extra_unsigned=extra
