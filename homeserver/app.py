@@ -19,6 +19,7 @@ from homeserver.handlers.notification_counts import NotificationCounter
 from homeserver.handlers.pagination import PaginationHandler
 from homeserver.handlers.profile import NoRoomsYet
 from homeserver.handlers.push_rules import PushRulesHandler
+from homeserver.handlers.relations import RelationsHandler
 from homeserver.handlers.serialize import EventSerializer
 from homeserver.handlers.sync import SyncHandler, SyncSections
 from homeserver.handlers.voip import VoipHandler
@@ -36,6 +37,7 @@ from rest.client import filters as filter_routes
 from rest.client import messages as messages_routes
 from rest.client import notifications as notification_routes
 from rest.client import push_rules as push_rule_routes
+from rest.client import relations as relation_routes
 from rest.client import rooms as room_routes
 from rest.client import sync as sync_routes
 from rest.client import versions
@@ -49,6 +51,7 @@ from storage.events import EventStore
 from storage.filters import FilterStore
 from storage.push_actions import PushActionStore
 from storage.push_rules import PushRuleStore
+from storage.relations import RelationsStore
 from storage.room_history import RoomHistoryStore
 from storage.schema import prepare_database
 from storage.sync import SyncStore
@@ -120,6 +123,15 @@ class Homeserver:
         self.pagination_handler = PaginationHandler(
             self.event_store, self.room_history_store, self.event_serializer
         )
+        # Relations and threads; every event served through the serializer carries their
+        # bundled aggregations (unsigned.m.relations).
+        self.relations_handler = RelationsHandler(
+            self.event_store,
+            self.room_history_store,
+            RelationsStore(self.database),
+            self.event_serializer,
+        )
+        self.event_serializer.set_aggregation_provider(self.relations_handler)
         self.filter_handler = FilterHandler(FilterStore(self.database), config.server_name)
         # Rooms: creation, membership, state, sending, upgrades; profile changes and
         # deactivations reach the member events through it (replacing NoRoomsYet).
@@ -186,6 +198,7 @@ class Homeserver:
             voip_routes.register(router, self.voip_handler)
             messages_routes.register(router, self.pagination_handler)
             context_routes.register(router, self.pagination_handler)
+            relation_routes.register(router, self.relations_handler)
             filter_routes.register(router, self.filter_handler)
             room_routes.register_all(router, self.rooms)
             sync_routes.register(router, self.sync_handler, self.filter_handler)
