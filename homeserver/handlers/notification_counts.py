@@ -293,6 +293,8 @@ class NotificationCounter:
         if limit < 0:
             raise invalid_param("'limit' must not be negative")
         limit = min(limit, MAX_NOTIFICATIONS_LIMIT)
+        # Any room may have something for the user: let the queued work land first.
+        await self.wait_for_pending(list(self._pending))
         rows = await self.store.get_notifications(
             user_id, before=before, limit=limit, only_highlight=only == "highlight"
         )
