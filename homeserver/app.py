@@ -11,17 +11,23 @@ from twisted.internet.error import CannotListenError
 from federation.transport import version as federation_version
 from homeserver.account_services import AccountServices
 from homeserver.config import HomeserverConfig, ListenerConfig
+from homeserver.handlers.account_data import AccountDataHandler
 from homeserver.handlers.capabilities import CapabilitiesHandler
 from homeserver.handlers.directory import DirectoryHandler
 from homeserver.handlers.event_creation import EventCreator
 from homeserver.handlers.filters import FilterHandler
+from homeserver.handlers.ignored_users import IgnoredUsers
 from homeserver.handlers.notification_counts import NotificationCounter
 from homeserver.handlers.pagination import PaginationHandler
+from homeserver.handlers.presence import PresenceHandler
 from homeserver.handlers.profile import NoRoomsYet
 from homeserver.handlers.push_rules import PushRulesHandler
+from homeserver.handlers.read_markers import ReadMarkersHandler
+from homeserver.handlers.receipts import ReceiptsHandler
 from homeserver.handlers.relations import RelationsHandler
 from homeserver.handlers.serialize import EventSerializer
 from homeserver.handlers.sync import SyncHandler, SyncSections
+from homeserver.handlers.typing import TypingHandler
 from homeserver.handlers.voip import VoipHandler
 from homeserver.notifier import Notifier
 from homeserver.ratelimit import Ratelimiter
@@ -30,27 +36,36 @@ from homeserver.server_keys import ServerKeys, load_signing_keys
 from rest import accounts as account_routes
 from rest import health, well_known
 from rest import metrics as metrics_resource
+from rest.client import account_data as account_data_routes
 from rest.client import capabilities as capabilities_routes
 from rest.client import context as context_routes
 from rest.client import directory as directory_routes
 from rest.client import filters as filter_routes
 from rest.client import messages as messages_routes
 from rest.client import notifications as notification_routes
+from rest.client import presence as presence_routes
 from rest.client import push_rules as push_rule_routes
+from rest.client import read_markers as read_marker_routes
+from rest.client import receipts as receipt_routes
 from rest.client import relations as relation_routes
 from rest.client import rooms as room_routes
 from rest.client import sync as sync_routes
+from rest.client import tags as tag_routes
+from rest.client import typing as typing_routes
 from rest.client import versions
 from rest.client import voip as voip_routes
 from rest.key import server as key_server
 from rest.router import Auth, Router
 from rest.server import DEFAULT_MAX_BODY_SIZE, HearthSite, InFlightRequests, MatrixResource
+from storage.account_data import AccountDataStore
 from storage.directory import DirectoryStore
 from storage.engine import Database, create_database
 from storage.events import EventStore
 from storage.filters import FilterStore
+from storage.presence import PresenceStore
 from storage.push_actions import PushActionStore
 from storage.push_rules import PushRuleStore
+from storage.receipts import ReceiptStore
 from storage.relations import RelationsStore
 from storage.room_history import RoomHistoryStore
 from storage.schema import prepare_database
@@ -174,6 +189,55 @@ class Homeserver:
         self.sync_sections.streams.append(self.push_rules)
         self.sync_sections.global_account_data.append(self.push_rules.sync_account_data)
         self.sync_sections.unread_counts = self.notification_counter.get_unread_counts
+        # Typing, receipts, read markers, account data and tags, presence, ignored users:
+        # the per-user and ephemeral streams /sync serves.
+        self.presence_handler = PresenceHandler(
+            store=PresenceStore(self.database),
+            notifier=self.notifier,
+            clock=reactor,
+            now_ms=self.now_ms,
+            settings=config.presence,
+            get_rooms_for_user=self.event_store.get_rooms_for_user,
+            server_name=config.server_name,
+        )
+        self.typing_handler = TypingHandler(
+            event_store=self.event_store,
+            notifier=self.notifier,
+            clock=reactor,
+            bump_active=self.presence_handler.bump_active,
+        )
+        self.account_data_handler = AccountDataHandler(
+            store=AccountDataStore(self.database), notifier=self.notifier
+        )
+        self.account_data_handler.push_rules_source = self.push_rules.get_push_rules_for_user
+        self.ignored_users = IgnoredUsers(self.account_data_handler.store)
+        self.receipts_handler = ReceiptsHandler(
+            store=ReceiptStore(self.database),
+            event_store=self.event_store,
+            notifier=self.notifier,
+            now_ms=self.now_ms,
+            bump_active=self.presence_handler.bump_active,
+        )
+        self.read_markers_handler = ReadMarkersHandler(
+            event_store=self.event_store,
+            account_data=self.account_data_handler,
+            receipts=self.receipts_handler,
+        )
+        self.sync_sections.streams.extend(
+            [
+                self.typing_handler,
+                self.receipts_handler,
+                self.account_data_handler,
+                self.presence_handler,
+            ]
+        )
+        self.sync_sections.ephemeral.extend(
+            [self.typing_handler.sync_ephemeral, self.receipts_handler.sync_ephemeral]
+        )
+        self.sync_sections.global_account_data.append(self.account_data_handler.sync_global)
+        self.sync_sections.room_account_data.append(self.account_data_handler.sync_rooms)
+        self.sync_sections.presence = self.presence_handler.sync_presence
+        self.sync_sections.ignored_users = self.ignored_users.get_ignored_users
         self.listening_ports: list[Any] = []  # IListeningPort
         # The port each listener actually bound, in config order (useful with port 0).
         self.bound_ports: list[int] = []
@@ -197,6 +261,12 @@ class Homeserver:
             capabilities_routes.register(router, self.capabilities_handler)
             voip_routes.register(router, self.voip_handler)
             messages_routes.register(router, self.pagination_handler)
+            typing_routes.register(router, self.typing_handler)
+            receipt_routes.register(router, self.receipts_handler)
+            read_marker_routes.register(router, self.read_markers_handler)
+            account_data_routes.register(router, self.account_data_handler)
+            tag_routes.register(router, self.account_data_handler)
+            presence_routes.register(router, self.presence_handler)
             context_routes.register(router, self.pagination_handler)
             relation_routes.register(router, self.relations_handler)
             filter_routes.register(router, self.filter_handler)
@@ -219,6 +289,9 @@ class Homeserver:
             await prepare_database(database)
             await self.event_store.load_positions()
             await self.push_rules.store.load_positions()
+            await self.receipts_handler.store.load_positions()
+            await self.account_data_handler.store.load_positions()
+            await self.presence_handler.load_positions()
         except Exception as e:
             await database.close()
             self.database = None
@@ -290,6 +363,8 @@ class Homeserver:
         ports, self.listening_ports = self.listening_ports, []
         await defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
         self.notifier.wake_all()  # long-polls answer now rather than hold up shutdown
+        self.presence_handler.stop()
+        self.typing_handler.stop()
         if self.in_flight.count:
             logger.info("waiting for %d in-flight requests", self.in_flight.count)
             idle = self.in_flight.wait_idle()

@@ -23,6 +23,7 @@ from homeserver.config.model import (
     MediaConfig,
     MediaUploadLimit,
     OldSigningKey,
+    PresenceConfig,
     RatelimitSettings,
     ThumbnailSize,
     TrustedKeyServer,
@@ -129,6 +130,8 @@ KNOWN_KEYS = frozenset(
         "turn_password",
         "turn_user_lifetime",
         "turn_allow_guests",
+        "presence",
+        "use_presence",
         # media repository (parsed by _parse_media)
         "max_image_pixels",
         "dynamic_thumbnails",
@@ -284,7 +287,33 @@ def parse_config(
         enable_set_displayname=root.boolean("enable_set_displayname", True),
         enable_set_avatar_url=root.boolean("enable_set_avatar_url", True),
         turn=_parse_turn(root, path),
+        presence=_parse_presence(root),
         media=_parse_media(root),
+    )
+
+
+def _parse_presence(root: Section) -> PresenceConfig:
+    section = root.section("presence")
+    # Synapse's older top-level use_presence is the default for presence.enabled.
+    enabled = section.boolean("enabled", root.boolean("use_presence", True))
+    granularity = section.duration_ms("last_active_granularity", 60_000)
+    sync_online = section.duration_ms("sync_online_timeout", 30_000)
+    idle = section.duration_ms("idle_timeout", 5 * 60_000)
+    if granularity <= 0:
+        raise ConfigError(
+            section.key("last_active_granularity"), granularity, "a positive duration"
+        )
+    if sync_online <= 0:
+        raise ConfigError(section.key("sync_online_timeout"), sync_online, "a positive duration")
+    if idle <= granularity:
+        raise ConfigError(
+            section.key("idle_timeout"), idle, "a duration longer than last_active_granularity"
+        )
+    return PresenceConfig(
+        enabled=enabled,
+        idle_timeout_ms=idle,
+        sync_online_timeout_ms=sync_online,
+        last_active_granularity_ms=granularity,
     )
 
 

@@ -141,6 +141,16 @@ class MediaConfig:
     max_spider_size: int = 10 * 1024 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class PresenceConfig:
+    """Synapse's ``presence`` section: whether presence is served, and its timers."""
+
+    enabled: bool = True
+    idle_timeout_ms: int = 5 * 60 * 1000
+    sync_online_timeout_ms: int = 30 * 1000
+    last_active_granularity_ms: int = 60 * 1000
+
+
 @dataclass(frozen=True)
 class HomeserverConfig:
     config_path: Path | None
@@ -179,4 +189,5 @@ class HomeserverConfig:
     enable_set_displayname: bool = True
     enable_set_avatar_url: bool = True
     turn: TurnSettings = field(default_factory=TurnSettings)
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
