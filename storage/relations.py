@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.events.model import Event
-from homeserver.events.relations import THREAD, relation_from_content
+from homeserver.events.relations import ANNOTATION, THREAD, relation_from_content
 from storage.engine import Cursor, Database
 
 Position = tuple[int, int]
@@ -300,6 +300,29 @@ class RelationsStore:
             *sorted(senders),
         )
         return str(rows[0][0]) if rows else None
+
+    async def is_relation_target(self, event_id: str) -> bool:
+        """Whether some event relates to ``event_id``."""
+        rows = await self.db.execute(
+            "is_relation_target",
+            "SELECT 1 FROM event_relations WHERE relates_to_id = ? LIMIT 1",
+            event_id,
+        )
+        return bool(rows)
+
+    async def has_annotated(self, parent_id: str, event_type: str, key: str, sender: str) -> bool:
+        """Whether ``sender`` already annotated ``parent_id`` with this type and key."""
+        rows = await self.db.execute(
+            "has_annotated",
+            "SELECT 1 FROM event_relations WHERE relates_to_id = ? AND relation_type = ?"
+            " AND type = ? AND sender = ? AND aggregation_key = ? LIMIT 1",
+            parent_id,
+            ANNOTATION,
+            event_type,
+            sender,
+            key,
+        )
+        return bool(rows)
 
     async def get_threads(
         self,

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
-from homeserver.errors import not_found
+from homeserver.errors import MatrixError, not_found
 from homeserver.events.model import Event, JsonDict
 from homeserver.events.redaction import prune_event
 from homeserver.events.relations import (
     ANNOTATION,
     REFERENCE,
     REPLACE,
+    THREAD,
     relation_from_content,
 )
 from homeserver.handlers.serialize import EventSerializer
@@ -44,6 +45,8 @@ RELATIONS_MAX_LIMIT = 1000
 # /threads: each root carries its aggregations, so pages stay small.
 THREADS_DEFAULT_LIMIT = 5
 THREADS_MAX_LIMIT = 100
+# Synapse's bound on an annotation's key.
+MAX_ANNOTATION_KEY_LENGTH = 500
 
 IgnoredUsersSource = Callable[[str], Awaitable[frozenset[str]]]
 
@@ -74,6 +77,44 @@ class RelationsHandler:
     def set_ignored_users(self, source: IgnoredUsersSource) -> None:
         """Where the users a user ignores come from (m.ignored_user_list)."""
         self._ignored_users = source
+
+    # --- sending -----------------------------------------------------------------------
+
+    async def validate_new_relation(
+        self, room_id: str, event_type: str, sender: str, content: JsonDict
+    ) -> None:
+        """400 if a client's new event declares a relationship that cannot be (as
+        Synapse): a parent in another room, a parent nobody knows, an annotation without
+        a key or repeating the sender's own, a thread off an event that relates to
+        another (spec: "Validation of m.thread relationships", M_UNKNOWN)."""
+        relates_to = content.get("m.relates_to")
+        if not isinstance(relates_to, dict):
+            return
+        if relates_to.get("rel_type") == ANNOTATION and not isinstance(relates_to.get("key"), str):
+            raise MatrixError(400, "M_UNKNOWN", "Missing aggregation key")
+        relation = relation_from_content(content)
+        if relation is None:
+            return
+        parent = await self.store.get_event(relation.parent_id)
+        if parent is not None:
+            if parent.room_id != room_id:
+                raise MatrixError(400, "M_UNKNOWN", "Relations must be in the same room")
+        elif not await self.relations.is_relation_target(relation.parent_id):
+            # The client cannot know of it, unless others already relate to it.
+            raise MatrixError(400, "M_UNKNOWN", "Can't send relation to unknown event")
+        if relation.rel_type == ANNOTATION:
+            assert relation.key is not None
+            if len(relation.key) > MAX_ANNOTATION_KEY_LENGTH:
+                raise MatrixError(400, "M_UNKNOWN", "Aggregation key is too long")
+            if await self.relations.has_annotated(
+                relation.parent_id, event_type, relation.key, sender
+            ):
+                raise MatrixError(400, "M_DUPLICATE_ANNOTATION", "Can't send same reaction twice")
+        elif relation.rel_type == THREAD and parent is not None:
+            if relation_from_content(parent.content) is not None:
+                raise MatrixError(
+                    400, "M_UNKNOWN", "Cannot start threads from an event with a relation"
+                )
 
     # --- /relations --------------------------------------------------------------------
 

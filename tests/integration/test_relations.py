@@ -7,8 +7,9 @@ import itertools
 from typing import Any
 from urllib.parse import urlencode
 
+from homeserver.errors import MatrixError
 from tests.integration.harness import RunningHomeserver
-from tests.integration.rooms_helpers import (  # noqa: F401 (fixtures)
+from tests.integration.rooms_helpers import (
     CLIENT,
     User,
     alice,
@@ -21,6 +22,8 @@ from tests.integration.rooms_helpers import (  # noqa: F401 (fixtures)
 
 V1 = "/_matrix/client/v1"
 _redactions = itertools.count(1)
+
+__all__ = ["alice", "bob", "carol", "server"]  # fixtures
 
 
 def relations_path(room_id: str, event_id: str, *rest: str) -> str:
@@ -135,9 +138,7 @@ def test_pagination_both_ways_and_tokens(server: RunningHomeserver, alice: User)
     assert "next_batch" not in body
 
     # A /sync next_batch is a valid `from`: only what came before it.
-    sync = server.request(
-        "GET", f"{CLIENT}/sync?timeout=0", access_token=alice.access_token
-    ).json()
+    sync = server.request("GET", f"{CLIENT}/sync?timeout=0", access_token=alice.access_token).json()
     later = alice.send(room_id, text("later", **rel("m.thread", root)))
     status, body = relations(alice, path, limit=20, **{"from": sync["next_batch"]})
     assert (status, ids(body)) == (200, replies[::-1])
@@ -224,9 +225,7 @@ def test_visibility(alice: User, bob: User, carol: User) -> None:
 
     # A parent the user may not see is a 404, as an unknown one (spec).
     assert_error(
-        bob.server.request(
-            "GET", relations_path(room_id, before), access_token=bob.access_token
-        ),
+        bob.server.request("GET", relations_path(room_id, before), access_token=bob.access_token),
         404,
         "M_NOT_FOUND",
     )
@@ -243,9 +242,7 @@ def test_visibility(alice: User, bob: User, carol: User) -> None:
 
     # Never a member of a room that is not world-readable: 403 (as Synapse).
     assert_error(
-        carol.server.request(
-            "GET", relations_path(room_id, root), access_token=carol.access_token
-        ),
+        carol.server.request("GET", relations_path(room_id, root), access_token=carol.access_token),
         403,
         "M_FORBIDDEN",
     )
@@ -278,3 +275,34 @@ def test_bad_input(server: RunningHomeserver, alice: User, bob: User) -> None:
     assert_error(server.request("GET", path), 401, "M_MISSING_TOKEN")
     # A huge limit is clamped, not refused.
     assert get(path, limit="100000").status == 200
+
+
+def test_validate_new_relation(server: RunningHomeserver, alice: User) -> None:
+    """The check a send makes of a new event's relationship (as Synapse)."""
+    handler = server.homeserver.relations_handler
+    room_id = alice.create_room(preset="private_chat")
+    other_room = alice.create_room(preset="private_chat")
+    root = alice.send(room_id, text("root"))
+    reply = alice.send(room_id, text("reply", **rel("m.thread", root)))
+    alice.send(room_id, rel("m.annotation", root, key="👍"), "m.reaction")
+    elsewhere = alice.send(other_room, text("elsewhere"))
+
+    def check(content: dict[str, Any], event_type: str = "m.room.message") -> str | None:
+        try:
+            server.run_sync(
+                handler.validate_new_relation(room_id, event_type, alice.user_id, content)
+            )
+        except MatrixError as e:
+            assert e.status == 400
+            return e.errcode
+        return None
+
+    assert check(text("plain")) is None
+    assert check(text("another reply", **rel("m.thread", root))) is None
+    assert check(rel("m.annotation", root, key="👎"), "m.reaction") is None
+    assert check(rel("m.annotation", root, key="👍"), "m.reaction") == "M_DUPLICATE_ANNOTATION"
+    assert check(rel("m.annotation", root), "m.reaction") == "M_UNKNOWN"
+    assert check(rel("m.annotation", root, key="x" * 501), "m.reaction") == "M_UNKNOWN"
+    assert check(text("nested", **rel("m.thread", reply))) == "M_UNKNOWN"
+    assert check(text("cross-room", **rel("m.reference", elsewhere))) == "M_UNKNOWN"
+    assert check(text("unknown", **rel("m.reference", "$nowhere"))) == "M_UNKNOWN"
