@@ -238,6 +238,7 @@ class Homeserver:
         self.sync_sections.room_account_data.append(self.account_data_handler.sync_rooms)
         self.sync_sections.presence = self.presence_handler.sync_presence
         self.sync_sections.ignored_users = self.ignored_users.get_ignored_users
+        self.relations_handler.set_ignored_users(self.ignored_users.get_ignored_users)
         self.listening_ports: list[Any] = []  # IListeningPort
         # The port each listener actually bound, in config order (useful with port 0).
         self.bound_ports: list[int] = []

@@ -254,3 +254,34 @@ def test_threads_visibility_and_bad_input(alice: User, bob: User, carol: User) -
         403,
         "M_FORBIDDEN",
     )
+
+
+def test_ignored_users_count_for_nothing(alice: User, bob: User, carol: User) -> None:
+    room_id = alice.create_room(preset="public_chat")
+    for user in (bob, carol):
+        assert user.join(room_id).status == 200
+    root = alice.send(room_id, text("root"))
+    bob.send(room_id, text("bob 1", **rel("m.thread", root)))
+    alice_reply = alice.send(room_id, text("alice 1", **rel("m.thread", root)))
+    bob.send(room_id, text("bob 2", **rel("m.thread", root)))
+    bob.send(room_id, text("bob ref", **rel("m.reference", root)))
+    alice_ref = alice.send(room_id, text("alice ref", **rel("m.reference", root)))
+    bob_root = bob.send(room_id, text("bob's thread"))
+    alice.send(room_id, text("reply to bob", **rel("m.thread", bob_root)))
+
+    ignore = {"ignored_users": {bob.user_id: {}}}
+    carol.ok("PUT", f"/user/{quote(carol.user_id)}/account_data/m.ignored_user_list", ignore)
+
+    bundle = aggregations(get_event(carol, room_id, root))
+    assert bundle["m.thread"]["count"] == 1
+    assert bundle["m.thread"]["latest_event"]["event_id"] == alice_reply
+    assert bundle["m.reference"] == {"chunk": [{"event_id": alice_ref}]}
+    # Alice ignores nobody.
+    assert aggregations(get_event(alice, room_id, root))["m.thread"]["count"] == 3
+
+    # The spec: an ignored user's thread root comes back redacted.
+    status, body = threads(carol, room_id)
+    assert status == 200 and ids(body) == [bob_root, root]
+    assert body["chunk"][0]["content"] == {}
+    status, body = threads(alice, room_id)
+    assert body["chunk"][0]["content"]["body"] == "bob's thread"
