@@ -29,12 +29,17 @@ from homeserver.handlers.serialize import EventSerializer
 from homeserver.handlers.sync import SyncHandler, SyncSections
 from homeserver.handlers.typing import TypingHandler
 from homeserver.handlers.voip import VoipHandler
+from homeserver.media.paths import MediaPaths
+from homeserver.media.repository import MediaRepository
+from homeserver.media.retention import MediaHousekeeping
+from homeserver.media.url_preview import UrlPreviewer
 from homeserver.notifier import Notifier
 from homeserver.ratelimit import Ratelimiter
 from homeserver.room_services import RoomServices
 from homeserver.server_keys import ServerKeys, load_signing_keys
 from rest import accounts as account_routes
 from rest import health, well_known
+from rest import media as media_routes
 from rest import metrics as metrics_resource
 from rest.client import account_data as account_data_routes
 from rest.client import capabilities as capabilities_routes
@@ -62,6 +67,7 @@ from storage.directory import DirectoryStore
 from storage.engine import Database, create_database
 from storage.events import EventStore
 from storage.filters import FilterStore
+from storage.media import MediaStore
 from storage.presence import PresenceStore
 from storage.push_actions import PushActionStore
 from storage.push_rules import PushRuleStore
@@ -239,6 +245,23 @@ class Homeserver:
         self.sync_sections.presence = self.presence_handler.sync_presence
         self.sync_sections.ignored_users = self.ignored_users.get_ignored_users
         self.relations_handler.set_ignored_users(self.ignored_users.get_ignored_users)
+        # The media repository: uploads, downloads, thumbnails, URL previews, retention.
+        self.media = MediaRepository(
+            server_name=config.server_name,
+            config=config.media,
+            max_upload_size=config.max_upload_size,
+            store=MediaStore(self.database),
+            paths=MediaPaths(config.media_store_path),
+            reactor=reactor,
+            now_ms=self.now_ms,
+            public_baseurl=config.public_baseurl,
+        )
+        self.url_previewer = (
+            UrlPreviewer(config.media, self.media, reactor, self.now_ms)
+            if config.media.url_preview_enabled
+            else None
+        )
+        self.media_housekeeping = MediaHousekeeping(self.media, reactor)
         self.listening_ports: list[Any] = []  # IListeningPort
         # The port each listener actually bound, in config order (useful with port 0).
         self.bound_ports: list[int] = []
@@ -275,6 +298,11 @@ class Homeserver:
             sync_routes.register(router, self.sync_handler, self.filter_handler)
             push_rule_routes.register(router, self.push_rules)
             notification_routes.register(router, self.notification_counter)
+        if "client" in resources or "media" in resources:
+            # As Synapse: media is served wherever the client API is.
+            media_routes.register(
+                router, self.media, self.url_previewer, self.accounts.authenticator.is_admin
+            )
         if "federation" in resources:
             federation_version.register(router)
         if "federation" in resources or "keys" in resources:
@@ -297,6 +325,16 @@ class Homeserver:
             await database.close()
             self.database = None
             raise StartupError(f"cannot prepare the database: {e}") from e
+        try:
+            self.media.prepare()
+        except OSError as e:
+            await database.close()
+            self.database = None
+            raise StartupError(
+                f"config key 'media_store_path' has value '{self.config.media_store_path}': "
+                f"expected a writable folder ({e.strerror})"
+            ) from None
+        self.media_housekeeping.start()
         try:
             for listener in self.config.listeners:
                 self.bound_ports.append(self._listen(listener))
@@ -375,6 +413,7 @@ class Homeserver:
             except defer.TimeoutError:
                 logger.warning("requests still running after %ss", SHUTDOWN_GRACE_SECONDS)
         if self.database is not None:
+            await self.media_housekeeping.stop()
             await self.accounts.stop()
             database, self.database = self.database, None
             await database.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from rest.errors import bad_json, invalid_param, missing_param, not_json
 
@@ -27,6 +27,9 @@ class HttpRequest:
     is_secure: bool
     # Set by the HTTP layer for routes that authenticate: a Requester (user) or a server name.
     requester: Any = None
+    # For routes registered with raw_body=True: the body as a file positioned at its start
+    # (``body`` is then empty). Twisted keeps a large body in a temporary file, not memory.
+    body_file: IO[bytes] | None = None
     _json: Any = field(default=None, repr=False)
 
     def header(self, name: str) -> str | None:
@@ -90,3 +93,15 @@ class Response:
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(status=status, json_body=body, headers=headers or {})
+
+
+@dataclass
+class FileResponse:
+    """A 200 whose body is streamed from an open file, which the HTTP layer closes.
+
+    ``headers`` should carry Content-Type; Content-Length is set from ``length``.
+    """
+
+    file: IO[bytes]
+    length: int
+    headers: dict[str, str] = field(default_factory=dict)

@@ -18,9 +18,9 @@ from urllib.parse import unquote
 from rest.errors import MatrixError, unrecognized
 
 if TYPE_CHECKING:
-    from rest.request import HttpRequest, Response
+    from rest.request import FileResponse, HttpRequest, Response
 
-Handler = Callable[["HttpRequest"], Awaitable["Response | dict[str, Any]"]]
+Handler = Callable[["HttpRequest"], Awaitable["Response | FileResponse | dict[str, Any]"]]
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(path))?\}")
 
@@ -43,6 +43,9 @@ class Route:
     auth: Auth
     # The rc_* limiter applied per requester (or per client IP when unauthenticated).
     ratelimit: str | None = None
+    # The handler reads the body itself from HttpRequest.body_file (uploads): the HTTP
+    # layer does not read it into memory.
+    raw_body: bool = False
     regex: re.Pattern[str] = field(compare=False, repr=False, default=re.compile(""))
     literal_prefix: str = field(compare=False, repr=False, default="")
 
@@ -69,6 +72,7 @@ class Router:
         *,
         auth: Auth = Auth.NONE,
         ratelimit: str | None = None,
+        raw_body: bool = False,
     ) -> None:
         method_set = frozenset([methods] if isinstance(methods, str) else methods)
         if not method_set or not method_set <= {"GET", "POST", "PUT", "DELETE", "PATCH"}:
@@ -85,6 +89,7 @@ class Router:
                     handler=handler,
                     auth=auth,
                     ratelimit=ratelimit,
+                    raw_body=raw_body,
                     regex=regex,
                     literal_prefix=prefix,
                 )

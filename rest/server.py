@@ -14,10 +14,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
+from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 from twisted.web.http import Request as TwistedHttpRequest
@@ -26,7 +27,7 @@ from homeserver import metrics
 from homeserver.logging_context import current_request_id
 from homeserver.ratelimit import Ratelimiter
 from rest.errors import MatrixError, limit_exceeded, too_large
-from rest.request import HttpRequest, Response
+from rest.request import FileResponse, HttpRequest, Response
 from rest.router import Auth, Route, Router
 
 logger = logging.getLogger(__name__)
@@ -194,11 +195,16 @@ class MatrixResource(resource.Resource):
             route_name = match.route.pattern
             if getattr(request, "body_too_large", False):
                 raise too_large()
-            http_request = self._build_request(request, request_id, path, match.path_params)
+            http_request = self._build_request(
+                request, request_id, path, match.path_params, raw_body=match.route.raw_body
+            )
             await self._authenticate(http_request, match.route)
             self._ratelimit(http_request, match.route)
             result = await match.route.handler(http_request)
-            if isinstance(result, Response):
+            if isinstance(result, FileResponse):
+                status = 200
+                await _send_file(request, result)
+            elif isinstance(result, Response):
                 status = result.status
                 self._write_response(request, result)
             else:
@@ -215,7 +221,13 @@ class MatrixResource(resource.Resource):
         return 500, {"errcode": "M_UNKNOWN", "error": "Internal server error"}, {}
 
     def _build_request(
-        self, request: TwistedHttpRequest, request_id: str, path: str, params: dict[str, str]
+        self,
+        request: TwistedHttpRequest,
+        request_id: str,
+        path: str,
+        params: dict[str, str],
+        *,
+        raw_body: bool = False,
     ) -> HttpRequest:
         query_string = request.uri.split(b"?", 1)[1] if b"?" in request.uri else b""
         headers = {
@@ -223,17 +235,23 @@ class MatrixResource(resource.Resource):
             for name, values in request.requestHeaders.getAllRawHeaders()
         }
         content = request.content
-        body = content.read() if content is not None else b""
+        if raw_body:
+            body_file = content if content is not None else io.BytesIO()
+            body = b""
+        else:
+            body_file = None
+            body = content.read() if content is not None else b""
         return HttpRequest(
             method=request.method.decode("ascii"),
             path=path,
             path_params=params,
-            query=parse_qs(query_string, keep_blank_values=True),
+            query=_parse_query(query_string),
             headers=headers,
             body=body,
             client_ip=self._client_ip(request),
             request_id=request_id,
             is_secure=self._is_secure(request),
+            body_file=body_file,
         )
 
     async def _authenticate(self, http_request: HttpRequest, route: Route) -> None:
@@ -303,6 +321,44 @@ def _send(
     if body and request.method != b"HEAD":
         request.write(body)
     request.finish()
+
+
+async def _send_file(request: TwistedHttpRequest, response: FileResponse) -> None:
+    """Stream the file in chunks as the client reads them; never the whole file in memory."""
+    try:
+        if request.finished or request._disconnected:
+            return
+        request.setResponseCode(200)
+        for name, value in CORS_HEADERS.items():
+            request.setHeader(name, value)
+        for name, value in response.headers.items():
+            request.setHeader(name, value)
+        request.setHeader("Content-Length", str(response.length))
+        if request.method != b"HEAD" and response.length > 0:
+            sender = FileSender()
+            sent = sender.beginFileTransfer(response.file, request)
+            # A client gone mid-transfer: stop reading the file, end the request's work.
+            request.notifyFinish().addErrback(lambda _f: sender.stopProducing())
+            try:
+                await sent
+            except Exception:
+                return  # disconnected; nothing more can be sent
+        if not request._disconnected:
+            request.finish()
+    finally:
+        response.file.close()
+
+
+def _parse_query(raw: bytes) -> dict[bytes, list[bytes]]:
+    """Query parameters as raw bytes; HttpRequest decodes them (M_INVALID_PARAM if not UTF-8).
+
+    Latin-1 maps bytes to characters one to one, so percent-decoding through it keeps every
+    byte as sent; parse_qs on bytes fails on anything that is not ASCII once decoded.
+    """
+    query: dict[bytes, list[bytes]] = {}
+    for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True, encoding="latin-1"):
+        query.setdefault(name.encode("latin-1"), []).append(value.encode("latin-1"))
+    return query
 
 
 def _redacted_uri(uri: bytes) -> str:

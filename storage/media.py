@@ -392,6 +392,33 @@ class MediaStore:
             media.sha256,
         )
 
+    async def get_remote_thumbnails(self, origin: str, media_id: str) -> list[ThumbnailInfo]:
+        rows = await self.db.execute(
+            "get_remote_thumbnails",
+            "SELECT width, height, method, type, length FROM remote_media_thumbnails"
+            " WHERE media_origin = ? AND media_id = ?",
+            origin,
+            media_id,
+        )
+        return [ThumbnailInfo(int(w), int(h), str(m), str(t), int(n)) for w, h, m, t, n in rows]
+
+    async def store_remote_thumbnail(
+        self, origin: str, media_id: str, info: ThumbnailInfo
+    ) -> None:
+        await self.db.execute(
+            "store_remote_thumbnail",
+            "INSERT INTO remote_media_thumbnails"
+            " (media_origin, media_id, width, height, method, type, length)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            origin,
+            media_id,
+            info.width,
+            info.height,
+            info.method,
+            info.type,
+            info.length,
+        )
+
     async def get_remote_media_before(self, before_ts: int) -> list[tuple[str, str, str]]:
         """(origin, media_id, filesystem_id) of cached remote media unused since before_ts."""
         rows = await self.db.execute(

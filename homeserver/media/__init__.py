@@ -1,0 +1,1 @@
+"""The media repository: files on disk, their metadata, thumbnails, URL previews, retention."""
