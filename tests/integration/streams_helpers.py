@@ -43,7 +43,9 @@ def shared_room(alice: User, bob: User) -> str:
     return room_id
 
 
-def moved(server: RunningHomeserver, user_id: str, rooms: list[str], stream: str, since: int) -> bool:
+def moved(
+    server: RunningHomeserver, user_id: str, rooms: list[str], stream: str, since: int
+) -> bool:
     """Whether the notifier has seen ``stream`` move past ``since`` for this user or these
     rooms (every other stream is taken as already read)."""
     others = {name: 2**62 for name in ("room", *StreamToken.EXTRA_STREAMS)}

@@ -79,7 +79,9 @@ def test_leaving_stops_typing(server: RunningHomeserver, alice: User, bob: User)
     assert typing_events(server, [room_id], before)[room_id]["content"]["user_ids"] == []
 
 
-def test_typing_only_in_rooms_asked_about(server: RunningHomeserver, alice: User, bob: User) -> None:
+def test_typing_only_in_rooms_asked_about(
+    server: RunningHomeserver, alice: User, bob: User
+) -> None:
     first = shared_room(alice, bob)
     second = alice.create_room()
     alice.ok("PUT", typing_path(second, alice.user_id), {"typing": True})
