@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +59,20 @@ class TxnRecord:
     request_hash: str
     # The request path without the ID: the spec scopes an ID to its device and path.
     scope: str = ""
+
+
+@dataclass(frozen=True)
+class StateAt:
+    """The state before an event that does not simply extend the room head (an event
+    received over federation, whose prev_events' states were resolved by the caller)."""
+
+    state: StateMap
+    # A stored group holding exactly ``state``, when there is one (a single prev event's).
+    group: int | None = None
+    # Otherwise ``state`` is stored as a delta against this group (and its state).
+    base_group: int | None = None
+    base_state: StateMap | None = None
+    base_chain_length: int = 0
 
 
 @dataclass
@@ -262,9 +276,41 @@ class EventStore:
         room, the events, their edges, state groups, current state, memberships,
         redactions, the transaction ID) is written in one transaction or not at all.
         """
+        return await self.persist_events(
+            room_id, events, head=head, new_room=new_room, txn=txn, now_ms=now_ms
+        )
+
+    async def persist_events(
+        self,
+        room_id: str,
+        events: Sequence[Event],
+        *,
+        head: RoomHead | None,
+        now_ms: int,
+        state_at: Mapping[str, StateAt] | None = None,
+        current_state: StateMap | None = None,
+        new_room: NewRoom | None = None,
+        txn: TxnRecord | None = None,
+    ) -> PersistResult:
+        """Persist a batch of a room's events in one transaction.
+
+        An event's state before it is ``state_at[event_id]`` when given, else the state
+        after the batch's previous event (or the head's). Events marked
+        ``internal_metadata["outlier"]`` are stored without state or timeline place (auth
+        chains, state fetched from another server); ``"soft_failed"`` ones are stored in
+        the DAG but change neither the forward extremities nor the current state.
+        ``current_state`` is the room's state after the batch when the caller resolved it
+        (several forward extremities); by default the state after the last event.
+        """
         stream_ids = self.stream_ids.allocate(len(events))
         try:
-            plan = _plan_state(self, events, head)
+            plan = _plan_state(self, events, head, state_at or {})
+            if current_state is not None and dict(current_state) != plan.final_state:
+                # A resolved state matches no stored group: the next local event must
+                # store its state as a snapshot, not as a delta against a wrong base.
+                plan.final_state = dict(current_state)
+                plan.final_group = None
+                plan.final_chain_length = 0
             result: PersistResult = await self.db.run_interaction(
                 "persist_events",
                 _persist,
@@ -301,14 +347,48 @@ class _StatePlan:
     final_chain_length: int
 
 
-def _plan_state(store: EventStore, events: Sequence[Event], head: RoomHead | None) -> _StatePlan:
+def _plan_state(
+    store: EventStore,
+    events: Sequence[Event],
+    head: RoomHead | None,
+    state_at: Mapping[str, StateAt],
+) -> _StatePlan:
     state: StateMap = dict(head.state) if head is not None else {}
     group = head.state_group if head is not None else None
     chain_length = head.state_chain_length if head is not None else 0
     groups: list[int | None] = []
-    new_groups = []
-    group_states = {}
+    new_groups: list[tuple[int, int | None, int, StateMap, StateMap | None]] = []
+    group_states: dict[int, StateMap] = {}
+
+    def add_group(
+        new_state: StateMap, prev_group: int | None, prev_length: int, prev_state: StateMap | None
+    ) -> tuple[int, int]:
+        new_group = store.next_state_group()
+        new_groups.append((new_group, prev_group, prev_length, new_state, prev_state))
+        group_states[new_group] = new_state
+        # As write_state_group decides: extend the delta chain or start a snapshot.
+        if prev_group is not None and prev_state is not None and prev_length < MAX_CHAIN_LENGTH:
+            return new_group, prev_length + 1
+        return new_group, 0
+
+    # After a fork the head's state was resolved and has no stored group yet.
+    needs_snapshot = head is not None and group is None and bool(state)
     for event in events:
+        if event.internal_metadata.get("outlier"):
+            groups.append(None)
+            continue
+        explicit = state_at.get(event.event_id)
+        if explicit is None and needs_snapshot:
+            group, chain_length = add_group(state, None, 0, None)
+        needs_snapshot = False
+        if explicit is not None:
+            state = dict(explicit.state)
+            if explicit.group is not None:
+                group, chain_length = explicit.group, explicit.base_chain_length
+            else:
+                group, chain_length = add_group(
+                    state, explicit.base_group, explicit.base_chain_length, explicit.base_state
+                )
         if event.is_state() and event.rejected_reason is None:
             previous_state = state
             state = dict(state)
@@ -316,16 +396,7 @@ def _plan_state(store: EventStore, events: Sequence[Event], head: RoomHead | Non
             if replaced is not None:
                 event.pdu.setdefault("unsigned", {})["replaces_state"] = replaced
             state[event.state_pair] = event.event_id
-            new_group = store.next_state_group()
-            prev_group = group
-            new_groups.append((new_group, prev_group, chain_length, state, previous_state))
-            group_states[new_group] = state
-            group = new_group
-            # As write_state_group decides: extend the delta chain or start a snapshot.
-            if prev_group is not None and chain_length < MAX_CHAIN_LENGTH:
-                chain_length += 1
-            else:
-                chain_length = 0
+            group, chain_length = add_group(state, group, chain_length, previous_state)
         groups.append(group)
     return _StatePlan(groups, new_groups, group_states, state, group, chain_length)
 
@@ -379,6 +450,7 @@ def _persist(
                 json.dumps(pdu, ensure_ascii=False, separators=(",", ":")),
                 json.dumps(metadata, separators=(",", ":")),
                 group,
+                bool(event.internal_metadata.get("outlier")),
             )
         )
         edge_rows.extend((event.event_id, prev) for prev in event.prev_event_ids)
@@ -403,7 +475,7 @@ def _persist(
     cursor.execute_batch(
         "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender,"
         " depth, origin_server_ts, received_ts, rejected_reason, json, internal_metadata,"
-        " state_group) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " state_group, outlier) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         event_rows,
     )
     cursor.execute_batch(
@@ -423,8 +495,26 @@ def _persist(
     write_relations(cursor, room_id, [(e, so) for e, so in events if e.rejected_reason is None])
 
     # The new events replace whatever they point at as the room's forward extremities.
-    referenced = {prev for event, _ in events for prev in event.prev_event_ids}
-    batch_ids = [event.event_id for event, _ in events]
+    # Outliers are not in the room's timeline and soft-failed events must not be built
+    # on, so neither becomes an extremity; an event something already points at (it
+    # arrived late) is not one either.
+    in_dag = [
+        event
+        for event, _ in events
+        if not event.internal_metadata.get("outlier")
+        and not event.internal_metadata.get("soft_failed")
+        and event.rejected_reason is None
+    ]
+    referenced = {prev for event in in_dag for prev in event.prev_event_ids}
+    batch_ids = [event.event_id for event in in_dag]
+    if batch_ids:
+        placeholders = ",".join("?" * len(batch_ids))
+        cursor.execute(
+            "SELECT DISTINCT prev_event_id FROM event_edges"
+            f" WHERE prev_event_id IN ({placeholders})",
+            batch_ids,
+        )
+        referenced.update(row[0] for row in cursor.fetchall())
     cursor.execute_batch(
         "DELETE FROM event_forward_extremities WHERE room_id = ? AND event_id = ?",
         [(room_id, prev) for prev in referenced],
@@ -447,6 +537,17 @@ def _persist(
     }
     changes.update({key: None for key in old_state.keys() - plan.final_state.keys()})
     by_id = {event.event_id: event for event, _ in events}
+    memberships = {e.event_id: e.membership for e in by_id.values()}
+    elsewhere = [
+        eid for (t, _), eid in changes.items() if t == "m.room.member" and eid and eid not in by_id
+    ]
+    if elsewhere:
+        placeholders = ",".join("?" * len(elsewhere))
+        cursor.execute(
+            f"SELECT event_id, membership FROM room_memberships WHERE event_id IN ({placeholders})",
+            elsewhere,
+        )
+        memberships.update(dict(cursor.fetchall()))
     upserts = []
     for (event_type, state_key), event_id in changes.items():
         if event_id is None:
@@ -455,10 +556,7 @@ def _persist(
                 (room_id, event_type, state_key),
             )
             continue
-        membership = None
-        if event_type == "m.room.member":
-            state_event = by_id.get(event_id)
-            membership = state_event.membership if state_event is not None else None
+        membership = memberships.get(event_id) if event_type == "m.room.member" else None
         upserts.append((room_id, event_type, state_key, event_id, membership))
     cursor.execute_batch(
         "INSERT INTO current_state_events (room_id, type, state_key, event_id, membership)"
@@ -544,9 +642,10 @@ def _read_head(cursor: Cursor, room_id: str, room_version: RoomVersion) -> RoomH
         return None
     cursor.execute("SELECT COALESCE(MAX(depth), 0) FROM events WHERE room_id = ?", (room_id,))
     depth_row = cursor.fetchone()
-    # The current state's group is that of the newest extremity; with several
-    # extremities (federation) the current state table is authoritative.
-    state_group = rows[-1][2]
+    # With one extremity the current state is the state after it, so its group can be
+    # the base of the next state delta; with several (a fork) the current state was
+    # resolved and matches no stored group.
+    state_group = rows[-1][2] if len(rows) == 1 else None
     cursor.execute(
         "SELECT type, state_key, event_id FROM current_state_events WHERE room_id = ?",
         (room_id,),

@@ -312,9 +312,15 @@ class SyncHandler:
             room_counts = counts.get(room_id)
             if room_counts is not None:
                 main, threads = room_counts
-                room["unread_notifications"] = main
                 if timeline_filter.unread_thread_notifications:
+                    room["unread_notifications"] = main
                     room["unread_thread_notifications"] = threads
+                else:
+                    # A client that does not track threads sees their counts in the room's.
+                    room["unread_notifications"] = {
+                        key: main.get(key, 0) + sum(t.get(key, 0) for t in threads.values())
+                        for key in ("notification_count", "highlight_count")
+                    }
             else:
                 room["unread_notifications"] = {"notification_count": 0, "highlight_count": 0}
             if (
