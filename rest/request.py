@@ -30,6 +30,9 @@ class HttpRequest:
     # For routes registered with raw_body=True: the body as a file positioned at its start
     # (``body`` is then empty). Twisted keeps a large body in a temporary file, not memory.
     body_file: IO[bytes] | None = None
+    # The request target exactly as received (path and query, still percent-encoded):
+    # what an X-Matrix signature covers.
+    uri: str = ""
     _json: Any = field(default=None, repr=False)
 
     def header(self, name: str) -> str | None:

@@ -252,6 +252,7 @@ class MatrixResource(resource.Resource):
             request_id=request_id,
             is_secure=self._is_secure(request),
             body_file=body_file,
+            uri=request.uri.decode("ascii", "replace"),
         )
 
     async def _authenticate(self, http_request: HttpRequest, route: Route) -> None:
