@@ -7,7 +7,7 @@ who uploaded it, and when it was last used.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from storage.engine import Cursor, Database
@@ -230,19 +230,21 @@ class MediaStore:
         )
 
     async def update_last_access(
-        self, local_ids: Collection[str], remote_keys: Collection[tuple[str, str]], now_ms: int
+        self, local: Mapping[str, int], remote: Mapping[tuple[str, str], int]
     ) -> None:
+        """Record when media was last used: media_id -> ts, (origin, media_id) -> ts."""
+
         def update(cursor: Cursor) -> None:
-            if local_ids:
+            if local:
                 cursor.executemany(
                     "UPDATE local_media SET last_access_ts = ? WHERE media_id = ?",
-                    [(now_ms, media_id) for media_id in sorted(local_ids)],
+                    [(ts, media_id) for media_id, ts in sorted(local.items())],
                 )
-            if remote_keys:
+            if remote:
                 cursor.executemany(
                     "UPDATE remote_media_cache SET last_access_ts = ?"
                     " WHERE media_origin = ? AND media_id = ?",
-                    [(now_ms, origin, media_id) for origin, media_id in sorted(remote_keys)],
+                    [(ts, o, m) for (o, m), ts in sorted(remote.items())],
                 )
 
         await self.db.run_interaction("update_media_last_access", update)
@@ -402,9 +404,7 @@ class MediaStore:
         )
         return [ThumbnailInfo(int(w), int(h), str(m), str(t), int(n)) for w, h, m, t, n in rows]
 
-    async def store_remote_thumbnail(
-        self, origin: str, media_id: str, info: ThumbnailInfo
-    ) -> None:
+    async def store_remote_thumbnail(self, origin: str, media_id: str, info: ThumbnailInfo) -> None:
         await self.db.execute(
             "store_remote_thumbnail",
             "INSERT INTO remote_media_thumbnails"

@@ -120,8 +120,9 @@ class MediaRepository:
         self._upload_waiters: dict[str, list[defer.Deferred[None]]] = {}
         # Images never change once uploaded: their probed size can be kept.
         self._image_info: LruCache[tuple[str | None, str], ImageInfo] = LruCache(10_000)
-        self._accessed_local: set[str] = set()
-        self._accessed_remote: set[tuple[str, str]] = set()
+        # Last use of each media since the last flush (written in batches, as Synapse).
+        self._accessed_local: dict[str, int] = {}
+        self._accessed_remote: dict[tuple[str, str], int] = {}
 
     def prepare(self) -> None:
         self.files.prepare()
@@ -356,7 +357,7 @@ class MediaRepository:
             if file is None:
                 logger.warning("media %s is in the database but not on disk", media_id)
                 raise not_found("Media not found")
-            self._accessed_local.add(media_id)
+            self._accessed_local[media_id] = self._now_ms()
             return MediaContent(
                 file, media.media_length, media.media_type or _OCTET, media.upload_name
             )
@@ -366,7 +367,7 @@ class MediaRepository:
         file = await self.files.open(self.paths.remote_media(server_name, remote.filesystem_id))
         if file is None or remote.media_length is None:
             raise not_found("Media not found")
-        self._accessed_remote.add((server_name, media_id))
+        self._accessed_remote[(server_name, media_id)] = self._now_ms()
         return MediaContent(
             file, remote.media_length, remote.media_type or _OCTET, remote.upload_name
         )
@@ -463,7 +464,7 @@ class MediaRepository:
                 media_id, legacy, max_timeout_ms, bypass_quarantine=False
             )
             source = _Source(None, media_id, media_id, media.media_type or _OCTET)
-            self._accessed_local.add(media_id)
+            self._accessed_local[media_id] = self._now_ms()
         else:
             remote = await self._remote(
                 server_name, media_id, legacy, max_timeout_ms, allow_remote, False
@@ -471,7 +472,7 @@ class MediaRepository:
             source = _Source(
                 server_name, media_id, remote.filesystem_id, remote.media_type or _OCTET
             )
-            self._accessed_remote.add((server_name, media_id))
+            self._accessed_remote[(server_name, media_id)] = self._now_ms()
         if thumbnailer.thumbnail_type_for(source.media_type) is None:
             raise MatrixError(400, "M_UNKNOWN", "Cannot generate thumbnails for this type of media")
         desired_type = thumbnailer.ANIMATED_TYPE if animated else "image/png"
@@ -583,10 +584,10 @@ class MediaRepository:
     # --- access times, quarantine, deletion ----------------------------------------------
 
     async def flush_access_times(self) -> None:
-        local, self._accessed_local = self._accessed_local, set()
-        remote, self._accessed_remote = self._accessed_remote, set()
+        local, self._accessed_local = self._accessed_local, {}
+        remote, self._accessed_remote = self._accessed_remote, {}
         if local or remote:
-            await self.store.update_last_access(local, remote, self._now_ms())
+            await self.store.update_last_access(local, remote)
 
     async def quarantine_media(
         self, server_name: str, media_id: str, quarantined_by: str | None
