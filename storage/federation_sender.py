@@ -1,0 +1,104 @@
+"""The federation sender's memory: per destination, what it must still be sent."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from storage.engine import Cursor, Database
+
+
+class FederationSenderStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get_joined_servers(self, room_id: str) -> set[str]:
+        """The servers with a joined member in the room now."""
+        rows = await self.db.execute(
+            "get_joined_servers",
+            "SELECT state_key FROM current_state_events"
+            " WHERE type = 'm.room.member' AND room_id = ? AND membership = 'join'",
+            room_id,
+        )
+        return {row[0].split(":", 1)[1] for row in rows if ":" in row[0]}
+
+    async def record_queued(
+        self, room_id: str, destinations: Collection[str], stream_ordering: int
+    ) -> None:
+        def write(cursor: Cursor) -> None:
+            cursor.execute_batch(
+                "INSERT INTO federation_destination_rooms (destination, room_id, stream_ordering)"
+                " VALUES (?, ?, ?) ON CONFLICT (destination, room_id) DO UPDATE SET"
+                " stream_ordering = excluded.stream_ordering",
+                [(d, room_id, stream_ordering) for d in destinations],
+            )
+
+        if destinations:
+            await self.db.run_interaction("record_queued_for_destinations", write)
+
+    async def record_success(self, destination: str, stream_ordering: int) -> None:
+        await self.db.execute(
+            "record_destination_success",
+            "INSERT INTO federation_destinations (destination, last_successful_stream_ordering,"
+            " retry_last_ts, retry_interval_ms) VALUES (?, ?, 0, 0)"
+            " ON CONFLICT (destination) DO UPDATE SET retry_last_ts = 0, retry_interval_ms = 0,"
+            " last_successful_stream_ordering = CASE WHEN"
+            "  federation_destinations.last_successful_stream_ordering"
+            "  > excluded.last_successful_stream_ordering"
+            "  THEN federation_destinations.last_successful_stream_ordering"
+            "  ELSE excluded.last_successful_stream_ordering END",
+            destination,
+            stream_ordering,
+        )
+
+    async def record_failure(self, destination: str, now_ms: int, interval_ms: int) -> None:
+        await self.db.execute(
+            "record_destination_failure",
+            "INSERT INTO federation_destinations (destination, retry_last_ts, retry_interval_ms)"
+            " VALUES (?, ?, ?) ON CONFLICT (destination) DO UPDATE SET"
+            " retry_last_ts = excluded.retry_last_ts,"
+            " retry_interval_ms = excluded.retry_interval_ms",
+            destination,
+            now_ms,
+            interval_ms,
+        )
+
+    async def get_destinations_behind(self) -> list[tuple[str, int, int]]:
+        """Destinations with events they have not had: (destination, retry_last_ts,
+        retry_interval_ms)."""
+        rows = await self.db.execute(
+            "get_destinations_behind",
+            "SELECT r.destination, COALESCE(MAX(d.retry_last_ts), 0),"
+            " COALESCE(MAX(d.retry_interval_ms), 0)"
+            " FROM federation_destination_rooms r LEFT JOIN federation_destinations d"
+            "  ON d.destination = r.destination"
+            " WHERE r.stream_ordering > COALESCE(d.last_successful_stream_ordering, 0)"
+            " GROUP BY r.destination",
+        )
+        return [(r[0], int(r[1]), int(r[2])) for r in rows]
+
+    async def get_catch_up_events(self, destination: str, server_name: str) -> Sequence[str]:
+        """For each room the destination is behind in, our newest event there: sending
+        it lets the destination fetch the rest with /get_missing_events."""
+
+        def read(cursor: Cursor) -> list[str]:
+            cursor.execute(
+                "SELECT r.room_id, r.stream_ordering FROM federation_destination_rooms r"
+                " LEFT JOIN federation_destinations d ON d.destination = r.destination"
+                " WHERE r.destination = ?"
+                "  AND r.stream_ordering > COALESCE(d.last_successful_stream_ordering, 0)",
+                (destination,),
+            )
+            event_ids = []
+            for room_id, stream in cursor.fetchall():
+                cursor.execute(
+                    "SELECT event_id FROM events WHERE room_id = ? AND stream_ordering <= ?"
+                    " AND sender LIKE ? AND outlier = FALSE AND rejected_reason IS NULL"
+                    " ORDER BY stream_ordering DESC LIMIT 1",
+                    (room_id, stream, f"%:{server_name}"),
+                )
+                row = cursor.fetchone()
+                if row is not None:
+                    event_ids.append(row[0])
+            return event_ids
+
+        return await self.db.run_interaction("get_catch_up_events", read)
