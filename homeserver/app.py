@@ -8,7 +8,14 @@ from typing import Any
 from twisted.internet import defer, ssl
 from twisted.internet.error import CannotListenError
 
+from federation.client import FederationClient
+from federation.discovery import SystemResolver
+from federation.ip_filter import IPFilter
+from federation.keyring import Keyring
+from federation.ratelimit import FederationRateLimiter
+from federation.transport import keys as federation_keys
 from federation.transport import version as federation_version
+from federation.transport.auth import FederationAuthenticator
 from homeserver.account_services import AccountServices
 from homeserver.config import HomeserverConfig, ListenerConfig
 from homeserver.handlers.account_data import AccountDataHandler
@@ -75,6 +82,7 @@ from storage.receipts import ReceiptStore
 from storage.relations import RelationsStore
 from storage.room_history import RoomHistoryStore
 from storage.schema import prepare_database
+from storage.server_keys import ServerKeyStore
 from storage.sync import SyncStore
 
 logger = logging.getLogger(__name__)
@@ -118,6 +126,29 @@ class Homeserver:
             notifier=self.notifier,
             now_ms=self.now_ms,
         )
+        # Federation foundation: signed outbound requests (discovery, TLS, IP ranges), other
+        # servers' keys (fetched, cached, served as a notary), inbound X-Matrix auth, and the
+        # per-origin rc_federation limiter for inbound work.
+        self.federation_client = FederationClient(
+            reactor,
+            config.server_name,
+            self.server_keys.signing_key,
+            resolver=SystemResolver(reactor),
+            ip_filter=IPFilter(config.ip_range_blacklist, config.ip_range_whitelist),
+            verify_certificates=config.federation_verify_certificates,
+            domain_whitelist=config.federation_domain_whitelist,
+        )
+        self.keyring = Keyring(
+            self.server_keys,
+            ServerKeyStore(self.database),
+            self.federation_client,
+            config.trusted_key_servers,
+            self.now_ms,
+        )
+        self.federation_authenticator = FederationAuthenticator(
+            config.server_name, self.keyring, self.now_ms, config.federation_domain_whitelist
+        )
+        self.federation_ratelimiter = FederationRateLimiter(config.rc_federation, reactor)
         self.directory_store = DirectoryStore(self.database, self.now_ms)
         # Aliases and the room directory; /createRoom and /join/{alias} use it too.
         self.directory_handler = DirectoryHandler(
@@ -295,7 +326,9 @@ class Homeserver:
             relation_routes.register(router, self.relations_handler)
             filter_routes.register(router, self.filter_handler)
             room_routes.register_all(router, self.rooms)
-            sync_routes.register(router, self.sync_handler, self.filter_handler)
+            sync_routes.register(
+                router, self.sync_handler, self.filter_handler, self.presence_handler
+            )
             push_rule_routes.register(router, self.push_rules)
             notification_routes.register(router, self.notification_counter)
         if "client" in resources or "media" in resources:
@@ -307,6 +340,7 @@ class Homeserver:
             federation_version.register(router)
         if "federation" in resources or "keys" in resources:
             key_server.register(router, self.server_keys, self.now_ms)
+            federation_keys.register(router, self.keyring)
         if "metrics" in resources:
             metrics_resource.register(router)
         return router
@@ -353,6 +387,7 @@ class Homeserver:
             authenticators={
                 Auth.USER: self.accounts.authenticator.authenticate,
                 Auth.OPTIONAL: self.accounts.authenticator.authenticate,
+                Auth.FEDERATION: self.federation_authenticator.authenticate,
             },
             ratelimiters=self.ratelimiters,
             in_flight=self.in_flight,
@@ -412,6 +447,7 @@ class Homeserver:
                 await idle
             except defer.TimeoutError:
                 logger.warning("requests still running after %ss", SHUTDOWN_GRACE_SECONDS)
+        await self.federation_client.close()
         if self.database is not None:
             await self.media_housekeeping.stop()
             await self.accounts.stop()

@@ -159,9 +159,6 @@ class SyncHandler:
         changes: list[MembershipRow] = []
         if since_room is not None:
             changes = await self.sync_store.get_membership_changes(user_id, since_room, upto)
-        changed_rooms: set[str] = set()
-        if since_room is not None and since_room < upto:
-            changed_rooms = await self.sync_store.get_rooms_changed(since_room, upto)
         # A membership written after ``now`` was read belongs to the next sync.
         memberships = [m for m in memberships if m.stream_ordering <= upto]
         changed_membership = {c.room_id: c for c in changes}
@@ -180,9 +177,11 @@ class SyncHandler:
                 continue
             fresh = since_room is None or row.room_id in changed_membership
             if row.membership == "join":
+                # Every joined room is a candidate: typing, receipts or account data may
+                # have moved in a room without new events. _joined_rooms keeps those
+                # with something to say.
                 newly_joined = since_room is not None and row.stream_ordering > since_room
-                if fresh or request.full_state or row.room_id in changed_rooms:
-                    joined.append((row.room_id, newly_joined))
+                joined.append((row.room_id, newly_joined))
             elif row.membership == "invite":
                 if fresh:
                     invited.append(row)
@@ -249,25 +248,6 @@ class SyncHandler:
         if since_room is None:
             full_rooms = set(room_ids)
 
-        # Newly joined rooms read their timeline as on a first sync.
-        incremental = [r for r in room_ids if r not in full_rooms]
-        recent = await self.sync_store.get_recent_events(full_rooms, None, upto, limit + 1)
-        if incremental:
-            recent.update(
-                await self.sync_store.get_recent_events(incremental, since_room, upto, limit + 1)
-            )
-        timelines = await self._timelines(user_id, recent, limit, timeline_filter, ignored)
-
-        # State at the token the client has, for the rooms whose timeline has a gap.
-        since_events: dict[str, str] = {}
-        gappy = [r for r in incremental if timelines[r].limited]
-        if gappy and since_room is not None:
-            since_events = await self.sync_store.get_last_events_at(gappy, since_room)
-        state_sections = await self._state_sections(
-            request, room_ids, full_rooms, timelines, since_events
-        )
-        summaries = await self.sync_store.get_member_summaries(room_ids)
-
         ephemeral: dict[str, list[JsonDict]] = {}
         for provider in self.sections.ephemeral:
             # Newly joined rooms get their ephemeral state in full, as on a first sync.
@@ -280,6 +260,37 @@ class SyncHandler:
         for room_provider in self.sections.room_account_data:
             for room_id, events in (await room_provider(user_id, request.since)).items():
                 room_account_data.setdefault(room_id, []).extend(events)
+        if since_room is not None:
+            changed = await self.sync_store.get_rooms_changed(since_room, upto)
+            room_ids = [
+                r
+                for r in room_ids
+                if r in full_rooms or r in changed or ephemeral.get(r) or room_account_data.get(r)
+            ]
+            if not room_ids:
+                return {}
+
+        # Newly joined rooms read their timeline as on a first sync.
+        incremental = [r for r in room_ids if r not in full_rooms]
+        recent = await self.sync_store.get_recent_events(full_rooms, None, upto, limit + 1)
+        if incremental:
+            recent.update(
+                await self.sync_store.get_recent_events(incremental, since_room, upto, limit + 1)
+            )
+        for room_id in room_ids:
+            recent.setdefault(room_id, [])
+        timelines = await self._timelines(user_id, recent, limit, timeline_filter, ignored)
+
+        # State at the token the client has, for the rooms whose timeline has a gap.
+        since_events: dict[str, str] = {}
+        gappy = [r for r in incremental if timelines[r].limited]
+        if gappy and since_room is not None:
+            since_events = await self.sync_store.get_last_events_at(gappy, since_room)
+        state_sections = await self._state_sections(
+            request, room_ids, full_rooms, timelines, since_events
+        )
+        summaries = await self.sync_store.get_member_summaries(room_ids)
+
         counts: dict[str, tuple[JsonDict, dict[str, JsonDict]]] = {}
         if self.sections.unread_counts is not None:
             counts = await self.sections.unread_counts(user_id, room_ids)

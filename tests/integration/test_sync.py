@@ -335,3 +335,30 @@ def test_members_at_a_sync_token(hs: RunningHomeserver) -> None:
         access_token=alice.access_token,
     )
     assert (bad.status, bad.json()["errcode"]) == (400, "M_INVALID_PARAM")
+
+
+def test_typing_alone_wakes_and_shows_the_room(hs: RunningHomeserver) -> None:
+    alice = hs.register_user("alice")
+    bob = hs.register_user("bob")
+    room_id = create_room(hs, alice)
+    member_action(hs, bob, room_id, "join")
+    since = sync(hs, bob)["next_batch"]
+    results: list[dict[str, Any]] = []
+    poll = threading.Thread(
+        target=lambda: results.append(sync(hs, bob, since=since, timeout=30000))
+    )
+    poll.start()
+    time.sleep(0.3)
+    typing = hs.request(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/typing/{quote(alice.user_id)}",
+        access_token=alice.access_token,
+        body={"typing": True, "timeout": 10000},
+    )
+    assert typing.status == 200, typing.body
+    poll.join(20)
+    assert not poll.is_alive()
+    room = results[0]["rooms"]["join"][room_id]
+    assert room["timeline"]["events"] == []
+    typing_events = [e for e in room["ephemeral"]["events"] if e["type"] == "m.typing"]
+    assert typing_events[0]["content"]["user_ids"] == [alice.user_id]
