@@ -109,6 +109,7 @@ KNOWN_KEYS = frozenset(
         "max_upload_size",
         "trusted_key_servers",
         "federation_verify_certificates",
+        "federation_domain_whitelist",
         "ip_range_blacklist",
         "ip_range_blocklist",
         "ip_range_whitelist",
@@ -289,6 +290,11 @@ def parse_config(
         turn=_parse_turn(root, path),
         presence=_parse_presence(root),
         media=_parse_media(root),
+        federation_domain_whitelist=(
+            None
+            if root.raw("federation_domain_whitelist", None) is None
+            else tuple(root.string_list("federation_domain_whitelist", []))
+        ),
     )
 
 

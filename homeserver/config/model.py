@@ -191,3 +191,5 @@ class HomeserverConfig:
     turn: TurnSettings = field(default_factory=TurnSettings)
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    # Synapse's federation_domain_whitelist: the only servers federated with (None: any).
+    federation_domain_whitelist: tuple[str, ...] | None = None
