@@ -18,6 +18,7 @@ from federation.transport import version as federation_version
 from federation.transport.auth import FederationAuthenticator
 from homeserver.account_services import AccountServices
 from homeserver.config import HomeserverConfig, ListenerConfig
+from homeserver.e2e_services import E2EServices
 from homeserver.handlers.account_data import AccountDataHandler
 from homeserver.handlers.capabilities import CapabilitiesHandler
 from homeserver.handlers.directory import DirectoryHandler
@@ -53,6 +54,7 @@ from rest.client import capabilities as capabilities_routes
 from rest.client import context as context_routes
 from rest.client import directory as directory_routes
 from rest.client import filters as filter_routes
+from rest.client import keys as key_routes
 from rest.client import messages as messages_routes
 from rest.client import notifications as notification_routes
 from rest.client import presence as presence_routes
@@ -60,9 +62,11 @@ from rest.client import push_rules as push_rule_routes
 from rest.client import read_markers as read_marker_routes
 from rest.client import receipts as receipt_routes
 from rest.client import relations as relation_routes
+from rest.client import room_keys as room_key_routes
 from rest.client import rooms as room_routes
 from rest.client import sync as sync_routes
 from rest.client import tags as tag_routes
+from rest.client import to_device as to_device_routes
 from rest.client import typing as typing_routes
 from rest.client import versions
 from rest.client import voip as voip_routes
@@ -276,6 +280,18 @@ class Homeserver:
         self.sync_sections.presence = self.presence_handler.sync_presence
         self.sync_sections.ignored_users = self.ignored_users.get_ignored_users
         self.relations_handler.set_ignored_users(self.ignored_users.get_ignored_users)
+        # End-to-end encryption: keys, cross-signing, to-device, device lists, key backup.
+        self.e2e = E2EServices(
+            server_name=config.server_name,
+            database=self.database,
+            notifier=self.notifier,
+            accounts=self.accounts.account_store,
+            devices=self.accounts.device_store,
+            uia=self.accounts.uia,
+            room_position=lambda: self.event_store.stream_ids.current_token(),
+            now_ms=self.now_ms,
+        )
+        self.e2e.add_sync_sections(self.sync_sections)
         # The media repository: uploads, downloads, thumbnails, URL previews, retention.
         self.media = MediaRepository(
             server_name=config.server_name,
@@ -331,6 +347,9 @@ class Homeserver:
             )
             push_rule_routes.register(router, self.push_rules)
             notification_routes.register(router, self.notification_counter)
+            key_routes.register(router, self.e2e.keys, self.e2e.cross_signing)
+            to_device_routes.register(router, self.e2e.to_device)
+            room_key_routes.register(router, self.e2e.key_backup)
         if "client" in resources or "media" in resources:
             # As Synapse: media is served wherever the client API is.
             media_routes.register(
@@ -355,6 +374,7 @@ class Homeserver:
             await self.receipts_handler.store.load_positions()
             await self.account_data_handler.store.load_positions()
             await self.presence_handler.load_positions()
+            await self.e2e.load_positions()
         except Exception as e:
             await database.close()
             self.database = None

@@ -9,8 +9,9 @@ devices, deactivating) run as one transaction here, so nothing is ever half-writ
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from homeserver.util.caches import LruCache
 from storage.devices import delete_devices_txn, device_ids_txn, ensure_device_txn
@@ -23,6 +24,25 @@ TOKEN_CACHE_SIZE = 10_000
 
 def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class DevicesDeletedHook(Protocol):
+    """What else goes when devices are deleted (their end-to-end keys and messages):
+    written in the deleting transaction, at a position reserved before it."""
+
+    def reserve(self) -> int: ...
+
+    def deleted_txn(
+        self, cursor: Cursor, user_id: str, device_ids: Sequence[str], position: int
+    ) -> None: ...
+
+    def release(self, position: int, user_id: str, deleted: bool) -> None: ...
+
+
+@dataclass
+class _Deletion:
+    position: int = 0
+    device_ids: list[str] = field(default_factory=list)
 
 
 class UserInUse(Exception):
@@ -123,6 +143,24 @@ class AccountStore:
     def __init__(self, database: Database) -> None:
         self._db = database
         self._tokens: LruCache[str, TokenInfo] = LruCache(TOKEN_CACHE_SIZE)
+        self.devices_deleted: DevicesDeletedHook | None = None
+
+    async def _run_deleting_devices(
+        self, desc: str, user_id: str, func: Callable[[Cursor, _Deletion], Any]
+    ) -> None:
+        """Run a transaction that may delete devices, with the deletion hook around it."""
+        hook = self.devices_deleted
+        deletion = _Deletion(hook.reserve() if hook is not None else 0)
+
+        def txn(cursor: Cursor) -> None:
+            deletion.device_ids.clear()  # a retried transaction starts again
+            func(cursor, deletion)
+
+        try:
+            await self._db.run_interaction(desc, txn)
+        finally:
+            if hook is not None:
+                hook.release(deletion.position, user_id, bool(deletion.device_ids))
 
     # --- users ---------------------------------------------------------------------------
 
@@ -184,30 +222,36 @@ class AccountStore:
     ) -> None:
         """Change the password; with ``logout_others``, end every other session too."""
 
-        def change(cursor: Cursor) -> None:
+        def change(cursor: Cursor, deletion: _Deletion) -> None:
             cursor.execute(
                 "UPDATE users SET password_hash = ? WHERE user_id = ?", (password_hash, user_id)
             )
             if logout_others:
                 self._delete_sessions_txn(
-                    cursor, user_id, keep_device_id=keep_device_id, keep_token_id=keep_token_id
+                    cursor,
+                    user_id,
+                    deletion,
+                    keep_device_id=keep_device_id,
+                    keep_token_id=keep_token_id,
                 )
 
-        await self._db.run_interaction("set_password_hash", change)
+        await self._run_deleting_devices("set_password_hash", user_id, change)
 
     async def deactivate(self, user_id: str, *, erase: bool) -> None:
         """Mark deactivated, forget the password, end every session; erase clears the profile."""
 
-        def deactivate_txn(cursor: Cursor) -> None:
+        def deactivate_txn(cursor: Cursor, deletion: _Deletion) -> None:
             cursor.execute(
                 "UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = ?",
                 (user_id,),
             )
-            self._delete_sessions_txn(cursor, user_id, keep_device_id=None, keep_token_id=None)
+            self._delete_sessions_txn(
+                cursor, user_id, deletion, keep_device_id=None, keep_token_id=None
+            )
             if erase:
                 clear_profile_txn(cursor, user_id)
 
-        await self._db.run_interaction("deactivate_user", deactivate_txn)
+        await self._run_deleting_devices("deactivate_user", user_id, deactivate_txn)
 
     # --- access tokens -------------------------------------------------------------------
 
@@ -261,18 +305,20 @@ class AccountStore:
     async def delete_devices(self, user_id: str, device_ids: Sequence[str]) -> None:
         """Delete devices and every access and refresh token issued on them."""
 
-        def delete(cursor: Cursor) -> None:
-            self._delete_devices_txn(cursor, user_id, device_ids)
+        def delete(cursor: Cursor, deletion: _Deletion) -> None:
+            self._delete_devices_txn(cursor, user_id, device_ids, deletion)
 
-        await self._db.run_interaction("delete_devices", delete)
+        await self._run_deleting_devices("delete_devices", user_id, delete)
 
     async def delete_all_sessions(self, user_id: str) -> None:
         """Log out everywhere: every device and every token of the user."""
 
-        def delete(cursor: Cursor) -> None:
-            self._delete_sessions_txn(cursor, user_id, keep_device_id=None, keep_token_id=None)
+        def delete(cursor: Cursor, deletion: _Deletion) -> None:
+            self._delete_sessions_txn(
+                cursor, user_id, deletion, keep_device_id=None, keep_token_id=None
+            )
 
-        await self._db.run_interaction("delete_all_sessions", delete)
+        await self._run_deleting_devices("delete_all_sessions", user_id, delete)
 
     # --- refresh tokens ------------------------------------------------------------------
 
@@ -336,7 +382,9 @@ class AccountStore:
         for (sha256,) in cursor.fetchall():
             cursor.call_after_commit(self._tokens.pop, sha256)
 
-    def _delete_devices_txn(self, cursor: Cursor, user_id: str, device_ids: Sequence[str]) -> None:
+    def _delete_devices_txn(
+        self, cursor: Cursor, user_id: str, device_ids: Sequence[str], deletion: _Deletion
+    ) -> None:
         for device_id in device_ids:
             self._delete_tokens_txn(cursor, "user_id = ? AND device_id = ?", (user_id, device_id))
             cursor.execute(
@@ -344,17 +392,21 @@ class AccountStore:
                 (user_id, device_id),
             )
         delete_devices_txn(cursor, user_id, device_ids)
+        if self.devices_deleted is not None and device_ids:
+            self.devices_deleted.deleted_txn(cursor, user_id, device_ids, deletion.position)
+            deletion.device_ids.extend(device_ids)
 
     def _delete_sessions_txn(
         self,
         cursor: Cursor,
         user_id: str,
+        deletion: _Deletion,
         *,
         keep_device_id: str | None,
         keep_token_id: int | None,
     ) -> None:
         devices = [d for d in device_ids_txn(cursor, user_id) if d != keep_device_id]
-        self._delete_devices_txn(cursor, user_id, devices)
+        self._delete_devices_txn(cursor, user_id, devices, deletion)
         # Every other token, including ones without a device.
         self._delete_tokens_txn(cursor, "user_id = ? AND id <> ?", (user_id, keep_token_id or -1))
 

@@ -84,10 +84,11 @@ class SyncSections:
         Callable[[str, Sequence[str]], Awaitable[dict[str, tuple[JsonDict, dict[str, JsonDict]]]]]
         | None
     ) = None
-    # (requester, since) -> extra top-level keys (to_device, device_lists, key counts...)
-    device_sections: list[Callable[[Requester, StreamToken | None], Awaitable[JsonDict]]] = field(
-        default_factory=list
-    )
+    # (requester, since, now) -> extra top-level keys (to_device, device_lists, key
+    # counts...); ``now`` is the response's next_batch, so nothing past it is handed out.
+    device_sections: list[
+        Callable[[Requester, StreamToken | None, StreamToken], Awaitable[JsonDict]]
+    ] = field(default_factory=list)
     # (user_id) -> users whose events are hidden (m.ignored_user_list)
     ignored_users: Callable[[str], Awaitable[frozenset[str]]] | None = None
 
@@ -224,7 +225,7 @@ class SyncHandler:
             presence = [e for e in presence if request.filter.presence.matches_dict(e)]
         response["presence"] = {"events": presence}
         for device_section in self.sections.device_sections:
-            response.update(await device_section(request.requester, request.since))
+            response.update(await device_section(request.requester, request.since, now))
         return response
 
     # --- joined rooms -----------------------------------------------------------------
