@@ -51,6 +51,7 @@ class EchoHomeserver(Homeserver):
                     "origin": request.requester,
                     "thing": request.path_params["thing"],
                     "uri": request.uri,
+                    "host": request.header("Host"),
                     "content": content,
                 }
 
