@@ -145,6 +145,12 @@ class FederationEventHandler:
             outcome = await self._process(origin, event, head)
         return outcome
 
+    async def verify_pdu(self, pdu: JsonDict, room_version: RoomVersion) -> Event | PduOutcome:
+        """Steps 1-3 for a PDU that comes outside a transaction (a send_join answer, an
+        invite, a join handed to us): the event (redacted on a hash mismatch), or why it
+        was dropped."""
+        return await self._check_format_and_signatures(pdu, room_version)
+
     # --- the checks -------------------------------------------------------------------
 
     async def _check_format_and_signatures(
@@ -387,6 +393,17 @@ class FederationEventHandler:
         return await resolve_state_in_db(
             self.store.db, event.room_version, states, known={event.event_id: event}
         )
+
+
+def auth_failure(
+    event: Event,
+    auth_events: Mapping[StateKey, Event],
+    create_event: Event | None,
+    *,
+    listed: Iterable[Event] | None = None,
+) -> str | None:
+    """Why ``event`` fails the auth rules against ``auth_events`` (None if it passes)."""
+    return _auth_failure(event, auth_events, create_event, listed=listed)
 
 
 def _auth_failure(

@@ -291,6 +291,7 @@ class EventStore:
         current_state: StateMap | None = None,
         new_room: NewRoom | None = None,
         txn: TxnRecord | None = None,
+        replace_extremities: bool = False,
     ) -> PersistResult:
         """Persist a batch of a room's events in one transaction.
 
@@ -301,6 +302,9 @@ class EventStore:
         the DAG but change neither the forward extremities nor the current state.
         ``current_state`` is the room's state after the batch when the caller resolved it
         (several forward extremities); by default the state after the last event.
+        ``replace_extremities``: the batch's events become the room's only forward
+        extremities (a join over federation into a room this server had left: what it
+        last saw of the room is history, not something to build on).
         """
         stream_ids = self.stream_ids.allocate(len(events))
         try:
@@ -321,6 +325,7 @@ class EventStore:
                 new_room,
                 txn,
                 now_ms,
+                replace_extremities,
             )
         finally:
             self.stream_ids.finished(stream_ids)
@@ -410,6 +415,7 @@ def _persist(
     new_room: NewRoom | None,
     txn: TxnRecord | None,
     now_ms: int,
+    replace_extremities: bool = False,
 ) -> PersistResult:
     if new_room is not None:
         cursor.execute(
@@ -519,6 +525,9 @@ def _persist(
         "DELETE FROM event_forward_extremities WHERE room_id = ? AND event_id = ?",
         [(room_id, prev) for prev in referenced],
     )
+    if replace_extremities:
+        cursor.execute("DELETE FROM event_forward_extremities WHERE room_id = ?", (room_id,))
+        referenced.update(head.forward_extremities if head is not None else ())
     new_extremities = [eid for eid in batch_ids if eid not in referenced]
     cursor.execute_batch(
         "INSERT INTO event_forward_extremities (room_id, event_id) VALUES (?, ?)",

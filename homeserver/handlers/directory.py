@@ -3,8 +3,8 @@
 For the rest of the server:
 
 - ``resolve_alias(alias)``: the room an alias points to (``/join/{alias}``, ``GET
-  /directory/room``). Remote aliases answer 404 until federation queries land: this is
-  the one place to extend.
+  /directory/room``). Remote aliases are asked of their server through
+  ``remote_alias_query`` (404 without it).
 - ``check_new_room_alias(room_alias_name)`` then ``create_alias_for_new_room(alias,
   room_id, creator)``: ``/createRoom``'s ``room_alias_name``, checked before the room is
   created and associated after.
@@ -37,6 +37,7 @@ MAX_PUBLIC_ROOMS_IN_RESPONSE = 100
 CANONICAL_ALIAS = "m.room.canonical_alias"
 
 IsServerAdmin = Callable[[str], Awaitable[bool]]
+RemoteAliasQuery = Callable[[str, str], Awaitable[tuple[str, list[str]] | None]]
 
 
 async def _nobody_is_admin(user_id: str) -> bool:
@@ -125,6 +126,9 @@ class DirectoryHandler:
         self.require_membership_for_aliases = require_membership_for_aliases
         self.enable_room_list_search = enable_room_list_search
         self.is_server_admin = is_server_admin or _nobody_is_admin
+        # (server, alias) -> (room ID, servers) or None if unknown there; set when
+        # federation is wired (federation/membership.py).
+        self.remote_alias_query: RemoteAliasQuery | None = None
 
     # --- resolving --------------------------------------------------------------------
 
@@ -145,9 +149,16 @@ class DirectoryHandler:
         return AliasMapping(record.room_id, servers)
 
     async def _resolve_remote_alias(self, alias: RoomAlias) -> AliasMapping:
-        # The federation directory query (GET /_matrix/federation/v1/query/directory)
-        # belongs here once outbound federation exists.
-        raise not_found(f"Room alias {alias.to_string()} not found")
+        """Ask the alias's server (``GET /_matrix/federation/v1/query/directory``)."""
+        query = self.remote_alias_query
+        if query is None:
+            raise not_found(f"Room alias {alias.to_string()} not found")
+        answer = await query(alias.domain, alias.to_string())
+        if answer is None:
+            raise not_found(f"Room alias {alias.to_string()} not found")
+        room_id, servers = answer
+        # The servers it names are in the room; the alias's own server may not be.
+        return AliasMapping(room_id, list(dict.fromkeys([*servers, alias.domain])))
 
     # --- creating and deleting --------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,11 +76,14 @@ class EventCreator:
         *,
         txn: TxnRecord | None = None,
         check: Callable[[RoomHead], None] | None = None,
+        countersign: Callable[[Event], Awaitable[Event]] | None = None,
     ) -> Event:
         """Create and persist one event in an existing room; returns it.
 
         ``check`` runs under the room lock against the room head, for checks that must
         see the state the event will be authorised against (e.g. "is this a no-op?").
+        ``countersign`` gets the built event before it is persisted and returns the event
+        to persist instead (an invite of a remote user, signed by their server too).
         A state event identical to the current one is not sent again: the existing event
         is returned, as Synapse does.
         """
@@ -102,6 +105,8 @@ class EventCreator:
             if duplicate is not None:
                 return duplicate
             event = await self._build(head, room_id, spec, head.forward_extremities)
+            if countersign is not None:
+                event = await countersign(event)
             result = await self.store.persist_local_events(
                 room_id, [event], head=head, txn=txn, now_ms=self._now_ms()
             )
@@ -163,6 +168,11 @@ class EventCreator:
         return room_id, events
 
     # --- building ---------------------------------------------------------------------
+
+    async def build(self, head: RoomHead, room_id: str, spec: EventSpec) -> Event:
+        """An event on ``head``, signed and authorised but not persisted (the template a
+        resident server offers in ``make_join``/``make_leave``/``make_knock``)."""
+        return await self._build(head, room_id, spec, head.forward_extremities)
 
     async def _build(
         self,

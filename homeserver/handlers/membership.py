@@ -3,14 +3,15 @@
 Every change is an ``m.room.member`` event sent through the ``EventCreator``, so the auth
 rules have the last word; the checks here only give the clearer errors Synapse gives for
 the obvious mistakes (unbanning someone who is not banned, kicking someone not in the room).
-Remote rooms and remote users need federation, which is not built yet: those requests get
-a clear error rather than an event nobody else will ever see.
+Rooms this server is not in (joins, knocks, rejected invites) and invites of users of other
+servers go through the federation handshakes (``federation`` below, set by the app); without
+it those requests get a clear error rather than an event nobody else will ever see.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from homeserver.auth.power_levels import get_named_level, get_user_power_level
@@ -35,6 +36,26 @@ class ProfileSource(Protocol):
     async def get_profile(self, user_id: str) -> dict[str, Any] | None:
         """A local user's profile fields (``displayname``, ``avatar_url``...), if any."""
         ...
+
+
+class RemoteMembershipActions(Protocol):
+    """The federation side of membership (federation/membership.py implements it)."""
+
+    async def is_resident(self, room_id: str) -> bool: ...
+
+    async def join(
+        self, user_id: str, room_id: str, servers: Sequence[str], content: Mapping[str, Any]
+    ) -> Event: ...
+
+    async def knock(
+        self, user_id: str, room_id: str, servers: Sequence[str], content: Mapping[str, Any]
+    ) -> Event: ...
+
+    async def leave(
+        self, user_id: str, room_id: str, servers: Sequence[str], content: Mapping[str, Any]
+    ) -> Event: ...
+
+    async def countersign_invite(self, event: Event) -> Event: ...
 
 
 def federation_unavailable(what: str) -> MatrixError:
@@ -77,6 +98,7 @@ class MembershipHandler:
         self.members = member_store
         self.profiles = profiles
         self.directory = directory
+        self.federation: RemoteMembershipActions | None = None
 
     def is_mine(self, user_id: str) -> bool:
         return user_id.split(":", 1)[-1] == self.server_name
@@ -89,7 +111,14 @@ class MembershipHandler:
             return room_id_or_alias
         if not room_id_or_alias.startswith("#"):
             raise invalid_param(f"{room_id_or_alias!r} is neither a room ID nor a room alias")
-        return (await self.directory.resolve_alias(room_id_or_alias)).room_id
+        return (await self.resolve_room_and_servers(room_id_or_alias))[0]
+
+    async def resolve_room_and_servers(self, room_id_or_alias: str) -> tuple[str, list[str]]:
+        """The room ID named by a room ID or an alias, and servers to join it through."""
+        if room_id_or_alias.startswith("#"):
+            mapping = await self.directory.resolve_alias(room_id_or_alias)
+            return mapping.room_id, list(mapping.servers)
+        return await self.resolve_room(room_id_or_alias), []
 
     async def update_membership(
         self,
@@ -101,23 +130,35 @@ class MembershipHandler:
         reason: str | None = None,
         content: Mapping[str, Any] | None = None,
         txn: Any = None,
+        servers: Sequence[str] = (),
     ) -> Event:
-        """Send the member event for ``action`` by ``requester`` on ``target``; returns it."""
+        """Send the member event for ``action`` by ``requester`` on ``target``; returns it.
+
+        ``servers``: where to reach a room this server is not in (``via``, alias servers).
+        """
         if action not in ACTIONS:
             raise invalid_param(f"Unknown membership action {action!r}")
         membership = "leave" if action in ("kick", "unban") else action
         sender = requester.user_id
         target = parse_user_id(target)
         head = await self.store.get_room_head(room_id)
+        remote = await self._remote_membership(
+            requester, target, room_id, action, head, reason, content, servers
+        )
+        if remote is not None:
+            return remote
         if head is None:
             if action in ("join", "knock"):
                 # A room we are not in: it would take a federated join or knock.
                 if room_id.split(":", 1)[-1] != self.server_name and ":" in room_id:
                     raise federation_unavailable("Joining a room on another server")
             raise not_found(f"Unknown room {room_id}")
+        countersign = None
         if not self.is_mine(target):
             if action == "invite":
-                raise federation_unavailable("Inviting a user of another server")
+                if self.federation is None:
+                    raise federation_unavailable("Inviting a user of another server")
+                countersign = self.federation.countersign_invite
         event_content: JsonDict = dict(content or {})
         # Only the resident server may vouch for a restricted join (it signs the event).
         event_content.pop("join_authorised_via_users_server", None)
@@ -138,8 +179,57 @@ class MembershipHandler:
         if membership == "join" and head.room_version.restricted_join_rule:
             await self._authorise_restricted_join(room_id, head, target, event_content)
         return await self.creator.send(
-            room_id, EventSpec(MEMBER, sender, event_content, target), txn=txn
+            room_id,
+            EventSpec(MEMBER, sender, event_content, target),
+            txn=txn,
+            countersign=countersign,
         )
+
+    async def _remote_membership(
+        self,
+        requester: Requester,
+        target: str,
+        room_id: str,
+        action: str,
+        head: RoomHead | None,
+        reason: str | None,
+        content: Mapping[str, Any] | None,
+        servers: Sequence[str],
+    ) -> Event | None:
+        """A join, knock or leave of our own user in a room this server is not in, done
+        through another server; None when the room is ours to change directly."""
+        federation = self.federation
+        if federation is None or action not in ("join", "knock", "leave"):
+            return None
+        if target != requester.user_id or await federation.is_resident(room_id):
+            return None
+        if head is None and action == "leave":
+            return None  # nothing to leave: the usual 404
+        if head is None and room_id.partition(":")[2] == self.server_name:
+            return None  # a room of ours we never had: the usual 404
+        event_content: JsonDict = {
+            k: v for k, v in (content or {}).items() if k != "join_authorised_via_users_server"
+        }
+        if reason is not None:
+            event_content["reason"] = reason
+        hints = list(servers)
+        current = await self._state_event(head, (MEMBER, target)) if head is not None else None
+        if current is not None and current.membership == "invite":
+            # The inviting server is surely in the room.
+            hints.append(current.sender.partition(":")[2])
+        if action == "leave":
+            return await federation.leave(target, room_id, hints, event_content)
+        if action in _PROFILE_MEMBERSHIPS:
+            profile = await self.profiles.get_profile(target) or {}
+            for key in ("displayname", "avatar_url"):
+                value = profile.get(key)
+                if isinstance(value, str) and key not in event_content:
+                    event_content[key] = value
+        if action == "knock":
+            return await federation.knock(target, room_id, hints, event_content)
+        if requester.is_guest:
+            raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guests cannot join remote rooms")
+        return await federation.join(target, room_id, hints, event_content)
 
     async def _precheck(self, head: RoomHead, sender: str, target: str, action: str) -> None:
         target_event = await self._state_event(head, (MEMBER, target))

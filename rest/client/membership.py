@@ -22,7 +22,14 @@ def _body(request: HttpRequest) -> dict[str, Any]:
 def register(
     router: Router, *, membership: MembershipHandler, room_state: RoomStateHandler
 ) -> None:
-    async def join(request: HttpRequest, room_id: str) -> dict[str, Any]:
+    def _via(request: HttpRequest) -> list[str]:
+        # Where to reach a room this server is not in: ``via`` (v1.12), ``server_name``.
+        names = [*request.query.get(b"via", []), *request.query.get(b"server_name", [])]
+        return [n.decode("utf-8", "replace") for n in names]
+
+    async def join(
+        request: HttpRequest, room_id: str, servers: list[str] | None = None
+    ) -> dict[str, Any]:
         body = _body(request)
         if "third_party_signed" in body:
             raise MatrixError(
@@ -30,23 +37,37 @@ def register(
             )
         requester = request.requester
         await membership.update_membership(
-            requester, requester.user_id, room_id, "join", reason=optional_reason(body)
+            requester,
+            requester.user_id,
+            room_id,
+            "join",
+            reason=optional_reason(body),
+            servers=[*_via(request), *(servers or [])],
         )
         return {"room_id": room_id}
 
     async def join_by_id_or_alias(request: HttpRequest) -> dict[str, Any]:
-        room_id = await membership.resolve_room(request.path_params["roomIdOrAlias"])
-        return await join(request, room_id)
+        room_id, servers = await membership.resolve_room_and_servers(
+            request.path_params["roomIdOrAlias"]
+        )
+        return await join(request, room_id, servers)
 
     async def join_by_id(request: HttpRequest) -> dict[str, Any]:
         return await join(request, request.path_params["roomId"])
 
     async def knock(request: HttpRequest) -> dict[str, Any]:
         body = _body(request)
-        room_id = await membership.resolve_room(request.path_params["roomIdOrAlias"])
+        room_id, servers = await membership.resolve_room_and_servers(
+            request.path_params["roomIdOrAlias"]
+        )
         requester = request.requester
         await membership.update_membership(
-            requester, requester.user_id, room_id, "knock", reason=optional_reason(body)
+            requester,
+            requester.user_id,
+            room_id,
+            "knock",
+            reason=optional_reason(body),
+            servers=[*_via(request), *servers],
         )
         return {"room_id": room_id}
 
