@@ -130,6 +130,7 @@ class _PostgresServer:
     def __init__(self) -> None:
         self.prefix = f"hearth_test_{os.getpid()}_{secrets.token_hex(3)}"
         self._counter = itertools.count(1)
+        self._template: str | None = None
 
     def _admin(self) -> Any:
         conn = psycopg2.connect(
@@ -153,19 +154,38 @@ class _PostgresServer:
             pytrace=False,
         )
 
-    def create(self) -> str:
+    def create(self, template: str | None = None) -> str:
         name = f"{self.prefix}_{next(self._counter)}"
         conn = self._admin()
         try:
-            # template0, so nothing added to template1 on this server leaks into the tests;
-            # UTF8 and C collation are what Hearth expects of a production database.
-            conn.cursor().execute(
-                f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"
-                " LC_COLLATE 'C' LC_CTYPE 'C'"
-            )
+            if template is not None:
+                conn.cursor().execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+            else:
+                # template0, so nothing added to template1 on this server leaks into the
+                # tests; UTF8 and C collation are what Hearth expects of production.
+                conn.cursor().execute(
+                    f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"
+                    " LC_COLLATE 'C' LC_CTYPE 'C'"
+                )
         finally:
             conn.close()
         return name
+
+    def migrated_template(self, run_sync: Callable[..., Any]) -> str:
+        """A database with every migration applied, made once per run, to copy from."""
+        if self._template is None:
+            name = self.create()
+
+            async def migrate() -> None:
+                db = create_database(self.config(name))
+                try:
+                    await prepare_database(db)
+                finally:
+                    await db.close()
+
+            run_sync(migrate())
+            self._template = name
+        return self._template
 
     def drop(self, name: str) -> None:
         conn = self._admin()
@@ -208,7 +228,14 @@ def db_config(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Databas
         yield DatabaseConfig("sqlite3", {"database": str(tmp_path / "hearth.db")})
         return
     server: _PostgresServer = request.getfixturevalue("postgres_server")
-    name = server.create()
+    if request.node.get_closest_marker("empty_database") is not None:
+        name = server.create()
+    else:
+        # A copy of a database with every migration applied: start-up finds nothing to
+        # do, which saves each test the schema's creation (the migrations themselves are
+        # tested on empty databases, in the modules marked empty_database).
+        run_sync = request.getfixturevalue("run_sync")
+        name = server.create(template=server.migrated_template(run_sync))
     try:
         yield server.config(name)
     finally:

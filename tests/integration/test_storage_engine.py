@@ -25,6 +25,10 @@ from storage.engine import (
 )
 from tests.conftest import POSTGRES, SQLITE
 
+# Migrations and the engine itself are tested on empty databases.
+pytestmark = pytest.mark.empty_database
+
+
 RunSync = Callable[..., Any]
 
 

@@ -17,6 +17,10 @@ import pytest
 from storage.engine import Database, DatabaseConfig, create_database
 from storage.schema import SchemaError, migrations, prepare_database
 
+# Migrations and the engine itself are tested on empty databases.
+pytestmark = pytest.mark.empty_database
+
+
 RunSync = Callable[..., Any]
 
 _INITIAL = resources.files("storage.schema").joinpath("0001_initial.sql").read_text("utf-8")
