@@ -47,6 +47,10 @@ class RoomSendHandler:
         self.now_ms = now_ms
         self.can_see = can_see or self._member_can_see
         self.serialize = serialize or simple_serializer(event_store, now_ms)
+        # Checks a new event's m.relates_to (set once the relations handler exists).
+        self.validate_relation: (
+            Callable[[str, str, str, JsonDict], Awaitable[None]] | None
+        ) = None
 
     async def send_message(
         self,
@@ -60,6 +64,8 @@ class RoomSendHandler:
         if event_type == "m.room.redaction":
             raise bad_json("Use /redact to send a redaction")
         txn = _txn(requester, txn_id, f"send/{room_id}/{event_type}", content)
+        if self.validate_relation is not None and "m.relates_to" in content:
+            await self.validate_relation(room_id, event_type, requester.user_id, content)
         return await self.creator.send(
             room_id, EventSpec(event_type, requester.user_id, content), txn=txn
         )

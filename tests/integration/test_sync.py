@@ -362,3 +362,30 @@ def test_typing_alone_wakes_and_shows_the_room(hs: RunningHomeserver) -> None:
     assert room["timeline"]["events"] == []
     typing_events = [e for e in room["ephemeral"]["events"] if e["type"] == "m.typing"]
     assert typing_events[0]["content"]["user_ids"] == [alice.user_id]
+
+
+def test_bad_relations_are_refused_on_send(hs: RunningHomeserver) -> None:
+    alice = hs.register_user("alice")
+    room_id = create_room(hs, alice)
+    parent = send(hs, alice, room_id, "parent")
+    ok = hs.request(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.reaction/r1",
+        access_token=alice.access_token,
+        body={"m.relates_to": {"rel_type": "m.annotation", "event_id": parent, "key": "👍"}},
+    )
+    assert ok.status == 200, ok.body
+    again = hs.request(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.reaction/r2",
+        access_token=alice.access_token,
+        body={"m.relates_to": {"rel_type": "m.annotation", "event_id": parent, "key": "👍"}},
+    )
+    assert again.status == 400 and again.json()["errcode"] == "M_DUPLICATE_ANNOTATION"
+    unknown = hs.request(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/r3",
+        access_token=alice.access_token,
+        body={"body": "x", "m.relates_to": {"rel_type": "m.thread", "event_id": "$nope"}},
+    )
+    assert unknown.status == 400
