@@ -373,10 +373,13 @@ class FederationClient:
         args: Mapping[str, str | Sequence[str]] | None = None,
         data: Any = None,
         timeout: float | None = None,
+        max_size: int | None = None,
     ) -> FederationResponse:
         """Send one signed request; the raw 2xx response (HttpResponseError otherwise).
 
         ``data`` (JSON-serialisable, or None for no body) is sent and signed as the content.
+        ``max_size``: a body longer than this many bytes is a ``ResponseTooLarge``, and is
+        never held in memory whole.
         """
         if not path.startswith("/"):
             raise ValueError(f"path {path!r} must start with /")
@@ -417,8 +420,12 @@ class FederationClient:
                 allow_redirects=False,
                 timeout=timeout,
                 reactor=self._reactor,
+                unbuffered=max_size is not None,
             )
-            content: bytes = await response.content()
+            if max_size is None:
+                content: bytes = await response.content()
+            else:
+                content = await _collect_at_most(destination, response, max_size)
         except FederationError:
             raise
         except defer.CancelledError:
@@ -461,6 +468,25 @@ class FederationClient:
             raise WellKnownFetchError(_describe(e)) from None
         body = b"".join(chunks)
         return WellKnownResponse(int(response.code), _header_map(response.headers), body)
+
+
+class ResponseTooLarge(FederationError):
+    """The response body is longer than the caller allowed."""
+
+
+async def _collect_at_most(destination: str, response: Any, max_size: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+
+    def collect(data: bytes) -> None:
+        nonlocal size
+        size += len(data)
+        if size > max_size:
+            raise ResponseTooLarge(destination, f"response larger than {max_size} bytes")
+        chunks.append(data)
+
+    await treq.collect(response, collect)
+    return b"".join(chunks)
 
 
 def _header_map(headers: Headers) -> dict[str, str]:

@@ -87,6 +87,8 @@ class PresenceHandler:
         self._timer: Any = None
         self._stopped = False
         self._server_suffix = f":{server_name}"
+        # Told of every notable change of a local user's presence, for federation.
+        self.presence_listener: Callable[[PresenceRow], None] | None = None
         # Sending counts as activity (as Synapse): hear of every local event.
         if hasattr(notifier, "add_listener"):
             notifier.add_listener(self._on_room_events)
@@ -104,7 +106,8 @@ class PresenceHandler:
         if not self.enabled:
             return
         for row in await self.store.get_not_offline():
-            self._live[row.user_id] = row
+            if self._is_local(row.user_id):  # other servers time out their own users
+                self._live[row.user_id] = row
         self._schedule()
 
     def stop(self) -> None:
@@ -191,6 +194,31 @@ class PresenceHandler:
             if prev.state == UNAVAILABLE:
                 new = replace(new, state=ONLINE)
             await self._apply(prev, self._with_activity(new, now))
+
+    async def set_remote_presence(
+        self,
+        user_id: str,
+        state: str,
+        status_msg: str | None,
+        last_active_ago: int | None,
+        currently_active: bool,
+    ) -> None:
+        """Another server's word on its user's presence: stored as is (no timers here),
+        and the rooms the user is in are woken."""
+        if not self.enabled or state not in STATES or self._is_local(user_id):
+            return
+        last_active_ts = self._now_ms() - last_active_ago if last_active_ago is not None else 0
+        row = PresenceRow(user_id, state, status_msg, max(0, last_active_ts), currently_active)
+        async with self._locks.lock(user_id):
+            prev = (await self.store.get([user_id])).get(user_id) or _offline(user_id)
+            if replace(prev, stream_id=0, last_active_ts=0) == replace(row, last_active_ts=0):
+                return
+            position = await self.store.put(row)
+        rooms = await self._get_rooms_for_user(user_id)
+        self._notifier.notify(STREAM, position, users=[user_id], rooms=rooms)
+
+    def _is_local(self, user_id: str) -> bool:
+        return self._server_suffix == ":" or user_id.endswith(self._server_suffix)
 
     def _on_room_events(self, notice: RoomEventsNotice) -> None:
         if not self.enabled or self._stopped:
@@ -310,6 +338,8 @@ class PresenceHandler:
             self._live[new.user_id] = new
         if notable:
             self._notifier.notify(STREAM, self.store.current_position(), users=[new.user_id])
+            if self.presence_listener is not None:
+                self.presence_listener(new)
         if self._live:
             self._schedule()
 

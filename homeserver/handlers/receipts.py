@@ -122,6 +122,32 @@ class ReceiptsHandler:
             except Exception:
                 logger.exception("receipt listener failed")
 
+    async def receive_remote_receipt(
+        self, room_id: str, user_id: str, event_id: str, thread_id: str | None, ts: int
+    ) -> bool:
+        """Another server's public read receipt for its user. Kept only when the user is
+        joined and the event is one we have in the room; listeners are not told (they
+        concern local users). Whether it was stored."""
+        if not await is_joined(self._events, room_id, user_id):
+            return False
+        event = await self._events.get_event(event_id)
+        if event is None or event.room_id != room_id or event.internal_metadata.get("outlier"):
+            return False
+        ordering = int(event.internal_metadata.get("stream_ordering", 0))
+        receipt = Receipt(
+            room_id=room_id,
+            receipt_type=READ,
+            user_id=user_id,
+            thread_id=thread_id,
+            event_id=event_id,
+            ts=ts,
+            event_stream_ordering=ordering,
+        )
+        if await self.store.insert(receipt, ordering) is None:
+            return False
+        self._notifier.notify(STREAM, self.store.current_position(), rooms=[room_id])
+        return True
+
     async def _is_in_thread(self, event: Event, thread_id: str) -> bool:
         """Whether ``event`` may carry a receipt for ``thread_id`` (as Synapse checks): for
         "main", no relation up its chain is a thread relation; for a thread root, the

@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 STREAM = "typing"
 DEFAULT_TIMEOUT_MS = 30_000
+# How long another server's "typing" lasts unless it says so again (Synapse's value).
+FEDERATION_TIMEOUT_MS = 60_000
 # Synapse's ceiling, so a client cannot leave itself "typing" for hours.
 MAX_TIMEOUT_MS = 120_000
 
@@ -51,6 +53,9 @@ class TypingHandler:
         self._typing: dict[str, dict[str, Any]] = {}
         # room_id -> the position of the room's last change
         self._changed_at: dict[str, int] = {}
+        # Told (room_id, user_id, typing, timeout_ms) of every set_typing and every expiry,
+        # so federation can tell the room's other servers.
+        self.typing_listener: Callable[[str, str, bool, int], None] | None = None
         # A member who leaves stops typing there.
         notifier.add_listener(self._on_room_events)
 
@@ -79,10 +84,25 @@ class TypingHandler:
             raise forbidden(f"User {user_id} not in room {room_id}")
         if self._bump_active is not None:
             await self._bump_active(user_id)
+        timeout_ms = max(0, min(timeout_ms, MAX_TIMEOUT_MS))
         if typing:
-            self._start(room_id, user_id, max(0, min(timeout_ms, MAX_TIMEOUT_MS)))
+            self._start(room_id, user_id, timeout_ms)
         else:
             self._stop(room_id, user_id)
+        if self.typing_listener is not None:
+            self.typing_listener(room_id, user_id, typing, timeout_ms)
+
+    async def set_remote_typing(
+        self, room_id: str, user_id: str, typing: bool, timeout_ms: int = FEDERATION_TIMEOUT_MS
+    ) -> bool:
+        """Another server says its user is (not) typing; ignored unless they are joined."""
+        if not await is_joined(self._store, room_id, user_id):
+            return False
+        if typing:
+            self._start(room_id, user_id, timeout_ms)
+        else:
+            self._stop(room_id, user_id)
+        return True
 
     def _start(self, room_id: str, user_id: str, timeout_ms: int) -> None:
         room = self._typing.setdefault(room_id, {})
@@ -117,6 +137,8 @@ class TypingHandler:
         if not room:
             del self._typing[room_id]
         self._changed(room_id)
+        if self.typing_listener is not None:
+            self.typing_listener(room_id, user_id, False, 0)
 
     def _changed(self, room_id: str) -> None:
         self._position += 1

@@ -145,6 +145,16 @@ class FederatedServer(RunningHomeserver):
         finally:
             connection.close()
 
+    def request(
+        self, method: str, path: str, *, access_token: str | None = None, **kwargs: Any
+    ) -> HttpResult:
+        """A client request (over TLS: these servers listen on nothing else), so
+        ``register_user`` and ``login`` work as on any test server."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        if access_token is not None:
+            headers["Authorization"] = f"Bearer {access_token}"
+        return self.https(method, path, body=kwargs.pop("body", None), headers=headers)
+
 
 def start_federated(
     config: HomeserverConfig, reactor: Any, run_sync: Callable[..., Any]
