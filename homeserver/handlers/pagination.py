@@ -1,13 +1,15 @@
 """Reading room history: /messages, /context and timestamp_to_event.
 
 History is walked in DAG order (depth, then arrival) with topological tokens; one query
-fetches a page, one batch checks visibility, one batch serialises. Backfill over
-federation is not done yet: only the events this server holds are returned.
+fetches a page, one batch checks visibility, one batch serialises. When a backwards page
+runs out of events, ``remote`` (federation/backfill.py, when federation is wired) may
+fetch the history before the room's gaps from another server, and the page is read again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from homeserver.errors import forbidden, not_found
 from homeserver.events.model import Event, JsonDict, StateKey
@@ -37,6 +39,20 @@ def _backward_token(last: Position) -> str:
     return _token((last[0], last[1] - 1))
 
 
+class RemoteHistory(Protocol):
+    """Room history held by other servers (federation/backfill.py)."""
+
+    async def maybe_backfill(self, room_id: str, depth: int) -> bool:
+        """Fetch the history before the room's gaps below ``depth``; whether any came."""
+        ...
+
+    async def timestamp_to_event(
+        self, room_id: str, timestamp: int, backwards: bool, local: tuple[str, int] | None
+    ) -> tuple[str, int] | None:
+        """The closest event, ours (``local``) or a remote server's if closer."""
+        ...
+
+
 class PaginationHandler:
     def __init__(
         self, store: EventStore, history: RoomHistoryStore, serializer: EventSerializer
@@ -44,6 +60,16 @@ class PaginationHandler:
         self.store = store
         self.history = history
         self.serializer = serializer
+        self.remote: RemoteHistory | None = None
+        # (user_id) -> the users whose events that user has asked not to see.
+        self.ignored_users: Callable[[str], Awaitable[frozenset[str]]] | None = None
+
+    async def _hide_ignored(self, user_id: str, events: list[Event]) -> list[Event]:
+        if self.ignored_users is None:
+            return events
+        ignored = await self.ignored_users(user_id)
+        # State events stay: the room would not make sense without them.
+        return [e for e in events if e.sender not in ignored or e.is_state()]
 
     async def _position(self, room_id: str, text: str, param: str) -> Position:
         token = parse_room_token(text, param)
@@ -88,16 +114,22 @@ class PaginationHandler:
         result: JsonDict = {"chunk": [], "start": start_token}
         if event_filter is not None and not event_filter.allows_room(room_id):
             return result
+        query = event_filter.database_query() if event_filter is not None else None
         page = await self.history.paginate(
-            room_id,
-            start,
-            backwards=backwards,
-            limit=limit,
-            to_position=end_bound,
-            query=event_filter.database_query() if event_filter is not None else None,
+            room_id, start, backwards=backwards, limit=limit, to_position=end_bound, query=query
         )
+        if (
+            backwards
+            and not page.limited
+            and self.remote is not None
+            and await self.remote.maybe_backfill(room_id, start[0])
+        ):
+            page = await self.history.paginate(
+                room_id, start, backwards=True, limit=limit, to_position=end_bound, query=query
+            )
         events = event_filter.filter(page.events) if event_filter is not None else page.events
         visible = await filter_events_for_user(self.history, user_id, events)
+        visible = await self._hide_ignored(user_id, visible)
         if page.limited and page.last is not None:
             result["end"] = _backward_token(page.last) if backwards else _token(page.last)
         result["chunk"] = await self.serializer.serialize_events(visible, requester=requester)
@@ -155,6 +187,8 @@ class PaginationHandler:
             events_after = event_filter.filter(events_after)
         events_before = await filter_events_for_user(self.history, user_id, events_before)
         events_after = await filter_events_for_user(self.history, user_id, events_after)
+        events_before = await self._hide_ignored(user_id, events_before)
+        events_after = await self._hide_ignored(user_id, events_after)
 
         last = events_after[-1] if events_after else event
         if event_filter is not None and event_filter.lazy_load_members:
@@ -183,6 +217,8 @@ class PaginationHandler:
             self.store, self.history, room_id, requester.user_id, allow_departed=False
         )
         found = await self.history.get_event_for_timestamp(room_id, timestamp, backwards)
+        if self.remote is not None:
+            found = await self.remote.timestamp_to_event(room_id, timestamp, backwards, found)
         if found is None:
             direction = "before" if backwards else "after"
             raise not_found(f"Unable to find event {direction} {timestamp} in {room_id}")

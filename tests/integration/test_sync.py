@@ -389,3 +389,31 @@ def test_bad_relations_are_refused_on_send(hs: RunningHomeserver) -> None:
         body={"body": "x", "m.relates_to": {"rel_type": "m.thread", "event_id": "$nope"}},
     )
     assert unknown.status == 400
+
+
+def test_ignored_users_are_hidden_from_sync_and_history(hs: RunningHomeserver) -> None:
+    alice = hs.register_user("alice")
+    bob = hs.register_user("bob")
+    room_id = create_room(hs, alice)
+    member_action(hs, bob, room_id, "join")
+    ignore = hs.request(
+        "PUT",
+        f"/_matrix/client/v3/user/{quote(bob.user_id)}/account_data/m.ignored_user_list",
+        access_token=bob.access_token,
+        body={"ignored_users": {alice.user_id: {}}},
+    )
+    assert ignore.status == 200, ignore.body
+    since = sync(hs, bob)["next_batch"]
+    send(hs, alice, room_id, "you will not see this")
+    send(hs, bob, room_id, "my own words")
+    room = sync(hs, bob, since=since)["rooms"]["join"][room_id]
+    assert bodies(room) == ["my own words"]
+    history = hs.request(
+        "GET",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/messages?dir=b&limit=10",
+        access_token=bob.access_token,
+    )
+    shown = [
+        e["content"].get("body") for e in history.json()["chunk"] if e["type"] == "m.room.message"
+    ]
+    assert shown == ["my own words"]
