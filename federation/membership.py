@@ -647,6 +647,9 @@ class ResidentMembership(_Base):
     def __init__(self, *, event_creator: EventCreator, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.creator = event_creator
+        # Passes events accepted through send_join/leave/knock on to the room's other
+        # servers (FederationSender.forward_room_events); set by the app.
+        self.forward: Callable[[str, list[Event]], None] | None = None
 
     async def make_membership(
         self, origin: str, membership: str, room_id: str, user_id: str, versions: Sequence[str]
@@ -769,6 +772,8 @@ class ResidentMembership(_Base):
         stored = await self.store.get_event(event_id)
         if stored is None or stored.rejected_reason is not None:
             raise forbidden(f"The {membership} is not allowed")
+        if outcome.status == "persisted" and self.forward is not None:
+            self.forward(room_id, [stored])
         return stored
 
     async def send_join_answer(self, event: Event, omit_members: bool) -> JsonDict:

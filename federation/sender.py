@@ -110,6 +110,13 @@ class FederationSender:
         except Exception:
             logger.exception("could not queue events of %s for federation", room_id)
 
+    def forward_room_events(self, room_id: str, events: list[Event]) -> None:
+        """Queue other servers' events that we took into the room on their behalf
+        (send_join, send_leave, send_knock): the spec has the resident server pass them
+        on to the rest of the room."""
+        if events and not self._stopped:
+            defer.ensureDeferred(self._queue_room_events(room_id, events))
+
     def send_edu(self, destination: str, edu_type: str, content: JsonDict) -> None:
         if destination == self.server_name or self._stopped:
             return

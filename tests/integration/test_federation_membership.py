@@ -237,9 +237,7 @@ def test_invite_accepted(federation: Federation) -> None:
     joined_both_ways(a, alice, b, bob, room_id)
     assert membership_of(b, bob, room_id) == "join"
     send_text(b, bob, room_id, "thanks for the invite")
-    wait_for(
-        lambda: "thanks for the invite" in timeline_bodies(a, alice, room_id), "bob's message"
-    )
+    wait_for(lambda: "thanks for the invite" in timeline_bodies(a, alice, room_id), "bob's message")
 
 
 def test_invite_rejected(federation: Federation) -> None:
@@ -319,10 +317,12 @@ def test_kick_and_ban_across_servers(federation: Federation) -> None:
     levels["users"][bob.user_id] = 50
     ok(call(a, alice, "PUT", f"/rooms/{q(room_id)}/state/m.room.power_levels", levels))
     wait_for(
-        lambda: ok(call(b, bob, "GET", f"/rooms/{q(room_id)}/state/m.room.power_levels"))[
-            "users"
-        ].get(bob.user_id)
-        == 50,
+        lambda: (
+            ok(call(b, bob, "GET", f"/rooms/{q(room_id)}/state/m.room.power_levels"))["users"].get(
+                bob.user_id
+            )
+            == 50
+        ),
         "the power levels on B",
     )
     ok(call(b, bob, "POST", f"/rooms/{q(room_id)}/kick", {"user_id": carol.user_id}))
@@ -440,3 +440,19 @@ def test_resident_side_refuses_bad_requests(federation: Federation) -> None:
         )
     )
     assert error.status == 400
+
+
+def test_a_third_server_hears_of_a_join_through_the_resident(federation: Federation) -> None:
+    a, b = two_servers(federation)
+    c = federation.start("c")
+    alice, bob, carol = register(a, "alice"), register(b, "bob"), register(c, "carol")
+    room_id = create_room(a, alice, preset="public_chat")
+    via = f"?server_name={q(a.server_name)}"
+    ok(call(c, carol, "POST", f"/join/{q(room_id)}{via}"))
+    wait_for(lambda: member_state(a, alice, room_id, carol.user_id) == "join", "carol on A")
+
+    ok(call(b, bob, "POST", f"/join/{q(room_id)}{via}"))
+    # C hears of the join: A passes on what it took in by send_join, B sends it too.
+    wait_for(lambda: member_state(c, carol, room_id, bob.user_id) == "join", "bob's join on C")
+    send_text(b, bob, room_id, "hi carol")
+    wait_for(lambda: "hi carol" in timeline_bodies(c, carol, room_id), "bob's message on C")
