@@ -14,7 +14,7 @@ from typing import Any
 from homeserver.events.model import Event, StateKey
 from storage.engine import Cursor, Database
 from storage.events import EventStore
-from storage.state import StateMap
+from storage.state import StateMap, read_state_groups
 
 # A position in a room's DAG order: (depth, stream_ordering).
 Position = tuple[int, int]
@@ -278,8 +278,6 @@ def _filtered_state_for_groups(
 def _filtered_state_chunk(
     cursor: Cursor, groups: list[int], keys: list[StateKey], types: list[str]
 ) -> dict[int, StateMap]:
-    # Walk each group's delta chain in one recursive query; the nearest entry for a key
-    # (smallest position) wins, and a NULL entry means the key was removed there.
     key_clauses = []
     key_params: list[Any] = []
     by_type: dict[str, list[str]] = defaultdict(list)
@@ -291,27 +289,7 @@ def _filtered_state_chunk(
     if types:
         key_clauses.append(f"e.type IN ({','.join('?' * len(types))})")
         key_params.extend(types)
-    cursor.execute(
-        "WITH RECURSIVE chain(root, id, prev_group, position) AS ("
-        " SELECT id, id, prev_group, 0 FROM state_groups"
-        f" WHERE id IN ({','.join('?' * len(groups))})"
-        " UNION ALL"
-        " SELECT c.root, g.id, g.prev_group, c.position + 1"
-        " FROM state_groups g JOIN chain c ON g.id = c.prev_group"
-        ") SELECT c.root, c.position, e.type, e.state_key, e.event_id"
-        " FROM chain c JOIN state_group_entries e ON e.state_group = c.id"
-        f" WHERE {' OR '.join(key_clauses)}"
-        " ORDER BY c.root, c.position DESC",
-        (*groups, *key_params),
-    )
-    result: dict[int, StateMap] = {group: {} for group in groups}
-    for root, _position, event_type, state_key, event_id in cursor.fetchall():
-        state = result[int(root)]
-        if event_id is None:
-            state.pop((event_type, state_key), None)
-        else:
-            state[(event_type, state_key)] = event_id
-    return result
+    return read_state_groups(cursor, groups, " OR ".join(key_clauses), key_params)
 
 
 def _memberships(cursor: Cursor, user_id: str, room_ids: list[str]) -> list[tuple[Any, ...]]:

@@ -7,7 +7,8 @@ recursive query whatever the room's size, and a new state event costs one row.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from homeserver.events.model import StateKey
 from storage.engine import Cursor
@@ -80,3 +81,60 @@ def read_state_group(cursor: Cursor, group_id: int) -> tuple[StateMap, int]:
         else:
             state[(event_type, state_key)] = event_id
     return state, chain_length
+
+
+_GROUPS_PER_QUERY = 500
+
+
+def read_state_groups(
+    cursor: Cursor, group_ids: Collection[int], where: str = "", params: Sequence[Any] = ()
+) -> dict[int, StateMap]:
+    """The state of each group, read for all of them at once (a /sync over hundreds of rooms
+    would otherwise pay a round trip per room). ``where``: an extra condition on the
+    entries (alias ``e``), with its ``params``, to read only some keys.
+
+    The chains are walked first and their entries read by group ID after: joining the
+    recursive walk to the entries directly made PostgreSQL expect hundreds of rows per
+    group and scan every entry of every room (~8 ms instead of ~0.1 ms for one group).
+    """
+    wanted = sorted(set(group_ids))
+    chains: dict[int, list[int]] = {}
+    for start in range(0, len(wanted), _GROUPS_PER_QUERY):
+        chunk = wanted[start : start + _GROUPS_PER_QUERY]
+        cursor.execute(
+            "WITH RECURSIVE chain(root, id, prev_group, position) AS ("
+            " SELECT id, id, prev_group, 0 FROM state_groups"
+            f" WHERE id IN ({','.join('?' * len(chunk))})"
+            " UNION ALL"
+            " SELECT c.root, g.id, g.prev_group, c.position + 1"
+            " FROM state_groups g JOIN chain c ON g.id = c.prev_group"
+            ") SELECT root, id FROM chain ORDER BY root, position DESC",
+            chunk,
+        )
+        for root, group in cursor.fetchall():
+            chains.setdefault(int(root), []).append(int(group))
+    members = sorted({group for chain in chains.values() for group in chain})
+    condition = f" AND ({where})" if where else ""
+    entries: dict[int, list[tuple[str, str, str | None]]] = {}
+    for start in range(0, len(members), _GROUPS_PER_QUERY):
+        chunk = members[start : start + _GROUPS_PER_QUERY]
+        cursor.execute(
+            "SELECT e.state_group, e.type, e.state_key, e.event_id FROM state_group_entries e"
+            f" WHERE e.state_group IN ({','.join('?' * len(chunk))}){condition}",
+            (*chunk, *params),
+        )
+        for group, event_type, state_key, event_id in cursor.fetchall():
+            entries.setdefault(int(group), []).append((event_type, state_key, event_id))
+    result: dict[int, StateMap] = {}
+    for group in wanted:
+        # From the chain's full snapshot up to the group: later deltas override, and a
+        # NULL event ID removes the key.
+        state: StateMap = {}
+        for member in chains.get(group, ()):
+            for event_type, state_key, event_id in entries.get(member, ()):
+                if event_id is None:
+                    state.pop((event_type, state_key), None)
+                else:
+                    state[(event_type, state_key)] = event_id
+        result[group] = state
+    return result

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage.engine import Cursor, Database
-from storage.state import StateMap, read_state_group
+from storage.state import StateMap, read_state_groups
 
 _CHUNK = 500
 
@@ -189,7 +189,5 @@ def _states_after(cursor: Cursor, event_ids: list[str]) -> dict[str, StateMap]:
             chunk,
         )
         groups.update({event_id: int(group) for event_id, group in cursor.fetchall()})
-    states: dict[int, StateMap] = {}
-    for group in set(groups.values()):
-        states[group], _ = read_state_group(cursor, group)
+    states = read_state_groups(cursor, groups.values())
     return {event_id: states[group] for event_id, group in groups.items()}
