@@ -296,10 +296,13 @@ class SyncHandler:
         if self.sections.unread_counts is not None:
             counts = await self.sections.unread_counts(user_id, room_ids)
 
+        timelines_json = await self._serialize_per_room(
+            request, {room_id: timelines[room_id].events for room_id in room_ids}
+        )
         section: JsonDict = {}
         for room_id in room_ids:
             timeline = timelines[room_id]
-            events_json = await self._serialize(request, timeline.events)
+            events_json = timelines_json[room_id]
             prev_batch = StreamToken(
                 RoomStreamToken(None, timeline.start_stream - 1), now.extra
             ).to_string()
@@ -387,8 +390,17 @@ class SyncHandler:
         key = "state_after" if request.use_state_after else "state"
         # Where the state is read: the start of the timeline (before its first event),
         # or its end for state_after; with an empty timeline, the room now.
+        # A room whose timeline continues the client's without a gap shows no state, so
+        # its state is not read at all (the usual case for a long-poll waking up).
+        with_state = {
+            room_id
+            for room_id in room_ids
+            if room_id in full_rooms or timelines[room_id].limited or request.use_state_after
+        }
         anchors: dict[str, str] = {}
         for room_id in room_ids:
+            if room_id not in with_state:
+                continue
             window = timelines[room_id].window
             if window:
                 anchors[room_id] = (window[-1] if request.use_state_after else window[0]).event_id
@@ -399,6 +411,9 @@ class SyncHandler:
         sections: dict[str, JsonDict] = {}
         to_fetch: dict[str, dict[StateKey, str]] = {}
         for room_id in room_ids:
+            if room_id not in with_state:
+                to_fetch[room_id] = {}
+                continue
             timeline = timelines[room_id]
             anchor = anchors.get(room_id)
             if anchor is None:
@@ -423,10 +438,13 @@ class SyncHandler:
         state_events = await self.store.get_events(
             {e for s in to_fetch.values() for e in s.values()}
         )
+        ordered: dict[str, list[Event]] = {}
         for room_id, wanted in to_fetch.items():
             events = [state_events[e] for e in wanted.values() if e in state_events]
             events.sort(key=lambda e: int(e.internal_metadata.get("stream_ordering", 0)))
-            sections[room_id] = {key: {"events": await self._serialize(request, events)}}
+            ordered[room_id] = events
+        for room_id, events_json in (await self._serialize_per_room(request, ordered)).items():
+            sections[room_id] = {key: {"events": events_json}}
         return sections
 
     def _filter_state(
@@ -507,6 +525,21 @@ class SyncHandler:
                 "account_data": {"events": []},
             }
         return section
+
+    async def _serialize_per_room(
+        self, request: SyncRequest, events_by_room: Mapping[str, Sequence[Event]]
+    ) -> dict[str, list[JsonDict]]:
+        """Every room's events serialized in one batch: the serializer's lookups (relations,
+        redactions, transaction IDs) then cost one round trip each, not one per room."""
+        serialized = await self._serialize(
+            request, [e for events in events_by_room.values() for e in events]
+        )
+        result: dict[str, list[JsonDict]] = {}
+        start = 0
+        for room_id, events in events_by_room.items():
+            result[room_id] = serialized[start : start + len(events)]
+            start += len(events)
+        return result
 
     async def _serialize(self, request: SyncRequest, events: Sequence[Event]) -> list[JsonDict]:
         if request.filter.event_format == "federation":
