@@ -28,6 +28,7 @@ from homeserver.auth import AuthError
 from homeserver.auth.rules import check_auth_events_shape, check_auth_rules
 from homeserver.auth.selection import auth_types_for_event
 from homeserver.events.errors import EventSizeError, EventValidationError
+from homeserver.events.formats import accept_received_unsigned
 from homeserver.events.hashing import make_event
 from homeserver.events.model import Event, JsonDict, StateKey
 from homeserver.events.signing import KeySource, required_signatures, verify_event
@@ -151,11 +152,90 @@ class FederationEventHandler:
         was dropped."""
         return await self._check_format_and_signatures(pdu, room_version)
 
+    async def on_backfilled_pdus(
+        self, origin: str, room_id: str, pdus: Sequence[JsonDict]
+    ) -> list[PduOutcome]:
+        """History from before what the room's timeline holds (a ``/backfill`` answer).
+
+        Each event goes through steps 1-5 of the receipt checks, oldest first, against
+        the state before it: its prev events' states when we hold them, else the state
+        ``origin`` reports at it (``/state_ids``); an event whose state cannot be had is
+        dropped rather than judged by the wrong state. Backfilled events are history, so
+        there is no soft-fail step, no notification and no change to the room's head
+        (``persist_events(backfilled=True)``).
+        """
+        room_version = await self.store.get_room_version(room_id)
+        if room_version is None:
+            return [PduOutcome(None, "dropped", f"unknown room {room_id}")]
+        outcomes: list[PduOutcome] = []
+        checked: dict[str, Event] = {}
+        for pdu in pdus:
+            event = await self._check_format_and_signatures(pdu, room_version)
+            if isinstance(event, PduOutcome):
+                outcomes.append(event)
+            elif event.room_id != room_id:
+                outcomes.append(PduOutcome(event.event_id, "dropped", "event is for another room"))
+            else:
+                checked[event.event_id] = event
+        async with self.room_locks.lock(room_id):
+            held = await self.store.get_events(checked)
+            for event in sorted(checked.values(), key=lambda e: e.depth):
+                known = held.get(event.event_id)
+                if known is not None and not known.internal_metadata.get("outlier"):
+                    outcomes.append(PduOutcome(event.event_id, "duplicate"))
+                    continue
+                outcomes.append(await self._process_backfilled(origin, event))
+        return outcomes
+
+    async def _process_backfilled(self, origin: str, event: Event) -> PduOutcome:
+        head = await self.store.get_room_head(event.room_id)
+        if head is None:
+            return PduOutcome(event.event_id, "dropped", "room has no events")
+        prevs = await self.store.get_events(event.prev_event_ids)
+        in_timeline = [p for p in prevs.values() if not p.internal_metadata.get("outlier")]
+        if not event.prev_event_ids:
+            state_at = StateAt({})  # the create event: the room begins here
+        elif len(in_timeline) == len(event.prev_event_ids):
+            state_at = await self._state_before(origin, event, head)
+        else:
+            remote = await self._remote_state_at(origin, event)
+            if remote is None:
+                return PduOutcome(event.event_id, "dropped", "no state for a backfilled event")
+            state_at = StateAt(remote)
+        auth_events, listed = await self._auth_events_of(origin, event)
+        create = head.state.get(CREATE_KEY)
+        create_event = (
+            await self.store.get_event(create) if create is not None else None
+        ) or auth_events.get(CREATE_KEY)
+        rejected = event.rejected_reason
+        if rejected is None:
+            rejected = _auth_failure(event, auth_events, create_event, listed=listed)
+        if rejected is None:
+            rejected = await self._check_against_state(event, state_at.state, create_event)
+        if rejected is not None:
+            event.rejected_reason = rejected
+            logger.info("rejecting backfilled %s from %s: %s", event.event_id, origin, rejected)
+        await self.store.persist_events(
+            event.room_id,
+            [event],
+            head=head,
+            now_ms=self.now_ms(),
+            state_at={event.event_id: state_at},
+            backfilled=True,
+        )
+        if rejected is not None:
+            return PduOutcome(event.event_id, "rejected", rejected)
+        return PduOutcome(event.event_id, "persisted")
+
     # --- the checks -------------------------------------------------------------------
 
     async def _check_format_and_signatures(
         self, pdu: JsonDict, room_version: RoomVersion
     ) -> Event | PduOutcome:
+        # What a remote server put in `unsigned` is not signed: keep only what it may set
+        # (never e.g. `redacted_because` or `prev_content`, which are ours to compute).
+        pdu = dict(pdu)
+        accept_received_unsigned(pdu, self.now_ms())
         try:
             validate_pdu(pdu, room_version)
             event = make_event(dict(pdu), room_version)

@@ -92,6 +92,10 @@ class EventStore:
         self._heads: LruCache[str, RoomHead] = LruCache(2_000)
         self._room_versions: LruCache[str, RoomVersion] = LruCache(50_000)
         self._group_states: LruCache[int, StateMap] = LruCache(500)
+        # Backfilled events take stream orderings below every other event's, counting
+        # down from here, so /sync (which reads forwards from its token) never sees
+        # history arrive as if it were new.
+        self._lowest_backfilled = 0
 
     async def load_positions(self) -> None:
         """Start the ID generators after the highest IDs in the database."""
@@ -101,10 +105,13 @@ class EventStore:
             stream = cursor.fetchone()
             cursor.execute("SELECT COALESCE(MAX(id), 0) FROM state_groups")
             group = cursor.fetchone()
+            cursor.execute("SELECT COALESCE(MIN(stream_ordering), 0) FROM events")
+            lowest = cursor.fetchone()
+            self._lowest_backfilled = min(0, int(lowest[0] if lowest else 0))
             return int(stream[0] if stream else 0), int(group[0] if group else 0)
 
         stream, group = await self.db.run_interaction("load_stream_positions", read)
-        self.stream_ids = StreamIdGenerator(stream)
+        self.stream_ids = StreamIdGenerator(max(0, stream))
         self._next_state_group = group + 1
 
     # --- reading ----------------------------------------------------------------------
@@ -292,6 +299,7 @@ class EventStore:
         new_room: NewRoom | None = None,
         txn: TxnRecord | None = None,
         replace_extremities: bool = False,
+        backfilled: bool = False,
     ) -> PersistResult:
         """Persist a batch of a room's events in one transaction.
 
@@ -305,11 +313,23 @@ class EventStore:
         ``replace_extremities``: the batch's events become the room's only forward
         extremities (a join over federation into a room this server had left: what it
         last saw of the room is history, not something to build on).
+        ``backfilled``: history from before what the room's timeline holds (each event
+        with its ``state_at``); the events get negative stream orderings and change
+        neither the forward extremities nor the current state, and events held as
+        outliers become timeline events in place.
         """
-        stream_ids = self.stream_ids.allocate(len(events))
+        if backfilled:
+            stream_ids = list(range(self._lowest_backfilled - len(events), self._lowest_backfilled))
+            self._lowest_backfilled -= len(events)
+        else:
+            stream_ids = self.stream_ids.allocate(len(events))
         try:
             plan = _plan_state(self, events, head, state_at or {})
-            if current_state is not None and dict(current_state) != plan.final_state:
+            if backfilled and head is not None:
+                plan.final_state = dict(head.state)
+                plan.final_group = head.state_group
+                plan.final_chain_length = head.state_chain_length
+            elif current_state is not None and dict(current_state) != plan.final_state:
                 # A resolved state matches no stored group: the next local event must
                 # store its state as a snapshot, not as a delta against a wrong base.
                 plan.final_state = dict(current_state)
@@ -326,9 +346,11 @@ class EventStore:
                 txn,
                 now_ms,
                 replace_extremities,
+                backfilled,
             )
         finally:
-            self.stream_ids.finished(stream_ids)
+            if not backfilled:
+                self.stream_ids.finished(stream_ids)
         for event, stream_ordering in zip(events, stream_ids, strict=True):
             event.internal_metadata["stream_ordering"] = stream_ordering
             self._events.set(event.event_id, event)
@@ -416,6 +438,7 @@ def _persist(
     txn: TxnRecord | None,
     now_ms: int,
     replace_extremities: bool = False,
+    backfilled: bool = False,
 ) -> PersistResult:
     if new_room is not None:
         cursor.execute(
@@ -436,11 +459,35 @@ def _persist(
     auth_rows: list[tuple[str, str]] = []
     membership_rows = []
     redaction_rows = []
+    # Backfill reaches events held as outliers (a joined room's state and auth chain):
+    # they take their place in the timeline; their edges and memberships are stored.
+    ex_outliers: set[str] = set()
+    if backfilled:
+        batch = [event.event_id for event, _ in events]
+        placeholders = ",".join("?" * len(batch))
+        cursor.execute(
+            f"SELECT event_id FROM events WHERE outlier = ? AND event_id IN ({placeholders})",
+            (True, *batch),
+        )
+        ex_outliers = {row[0] for row in cursor.fetchall()}
+    outlier_updates = []
     for (event, stream_ordering), group in zip(events, plan.groups, strict=True):
         pdu = {k: v for k, v in event.pdu.items() if k != "unsigned"}
         metadata = {k: v for k, v in event.internal_metadata.items() if k != "stream_ordering"}
         if event.unsigned.get("replaces_state"):
             metadata["replaces_state"] = event.unsigned["replaces_state"]
+        if event.event_id in ex_outliers:
+            outlier_updates.append(
+                (
+                    stream_ordering,
+                    group,
+                    event.rejected_reason,
+                    json.dumps(metadata, separators=(",", ":")),
+                    False,
+                    event.event_id,
+                )
+            )
+            continue
         event_rows.append(
             (
                 stream_ordering,
@@ -496,9 +543,26 @@ def _persist(
     cursor.execute_batch(
         "INSERT INTO redactions (event_id, redacts, received_ts) VALUES (?, ?, ?)", redaction_rows
     )
+    cursor.execute_batch(
+        "UPDATE events SET stream_ordering = ?, state_group = ?, rejected_reason = ?,"
+        " internal_metadata = ?, outlier = ? WHERE event_id = ?",
+        outlier_updates,
+    )
+    cursor.execute_batch(
+        "UPDATE room_memberships SET stream_ordering = ? WHERE event_id = ?",
+        [(row[0], row[-1]) for row in outlier_updates],
+    )
     # Relations and threads (storage/relations.py): the batch's m.relates_to rows, and the
     # relationships its redactions break.
-    write_relations(cursor, room_id, [(e, so) for e, so in events if e.rejected_reason is None])
+    write_relations(
+        cursor,
+        room_id,
+        [
+            (e, so)
+            for e, so in events
+            if e.rejected_reason is None and e.event_id not in ex_outliers
+        ],
+    )
 
     # The new events replace whatever they point at as the room's forward extremities.
     # Outliers are not in the room's timeline and soft-failed events must not be built
@@ -507,7 +571,8 @@ def _persist(
     in_dag = [
         event
         for event, _ in events
-        if not event.internal_metadata.get("outlier")
+        if not backfilled
+        and not event.internal_metadata.get("outlier")
         and not event.internal_metadata.get("soft_failed")
         and event.rejected_reason is None
     ]

@@ -122,6 +122,7 @@ KNOWN_KEYS = frozenset(
         "require_membership_for_aliases",
         "enable_room_list_search",
         "allow_public_rooms_without_auth",
+        "allow_public_rooms_over_federation",
         "enable_set_displayname",
         "enable_set_avatar_url",
         "turn_uris",
@@ -285,6 +286,9 @@ def parse_config(
         require_membership_for_aliases=root.boolean("require_membership_for_aliases", True),
         enable_room_list_search=root.boolean("enable_room_list_search", True),
         allow_public_rooms_without_auth=root.boolean("allow_public_rooms_without_auth", False),
+        allow_public_rooms_over_federation=root.boolean(
+            "allow_public_rooms_over_federation", False
+        ),
         enable_set_displayname=root.boolean("enable_set_displayname", True),
         enable_set_avatar_url=root.boolean("enable_set_avatar_url", True),
         turn=_parse_turn(root, path),

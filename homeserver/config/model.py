@@ -185,6 +185,8 @@ class HomeserverConfig:
     require_membership_for_aliases: bool = True
     enable_room_list_search: bool = True
     allow_public_rooms_without_auth: bool = False
+    # Serve the room directory to other servers (GET/POST /_matrix/federation/v1/publicRooms).
+    allow_public_rooms_over_federation: bool = False
     # Profile changes clients may make (also reported by /capabilities).
     enable_set_displayname: bool = True
     enable_set_avatar_url: bool = True

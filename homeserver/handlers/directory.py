@@ -38,6 +38,8 @@ CANONICAL_ALIAS = "m.room.canonical_alias"
 
 IsServerAdmin = Callable[[str], Awaitable[bool]]
 RemoteAliasQuery = Callable[[str, str], Awaitable[tuple[str, list[str]] | None]]
+# (server, query) -> that server's public room list (GET/POST /publicRooms over federation).
+RemotePublicRooms = Callable[[str, "PublicRoomsQuery"], Awaitable[dict[str, Any]]]
 
 
 async def _nobody_is_admin(user_id: str) -> bool:
@@ -129,6 +131,8 @@ class DirectoryHandler:
         # (server, alias) -> (room ID, servers) or None if unknown there; set when
         # federation is wired (federation/membership.py).
         self.remote_alias_query: RemoteAliasQuery | None = None
+        # Set when federation is wired (federation/queries.py); 404 without it.
+        self.remote_public_rooms: RemotePublicRooms | None = None
 
     # --- resolving --------------------------------------------------------------------
 
@@ -427,8 +431,9 @@ class DirectoryHandler:
         return response
 
     async def _remote_public_rooms(self, query: PublicRoomsQuery) -> dict[str, Any]:
-        # The federation publicRooms query belongs here once outbound federation exists.
-        raise not_found(f"Cannot fetch the public room list of {query.server}")
+        if self.remote_public_rooms is None or query.server is None:
+            raise not_found(f"Cannot fetch the public room list of {query.server}")
+        return await self.remote_public_rooms(query.server, query)
 
 
 def _state_string(row: PublicRoomRow, event_type: str, key: str) -> str | None:

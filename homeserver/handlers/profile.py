@@ -35,6 +35,14 @@ class MembershipSync(Protocol):
         """Leave every room the (now deactivated) user is in, and reject their invites."""
 
 
+class RemoteProfiles(Protocol):
+    """Other servers' users' profiles (federation/queries.py)."""
+
+    async def query_profile(
+        self, user_id: str, server: str, field: str | None
+    ) -> dict[str, Any]: ...
+
+
 class NoRoomsYet:
     """A ``MembershipSync`` for a server without rooms: nothing to update."""
 
@@ -69,6 +77,8 @@ class ProfileHandler:
         }
         self._profiles = profiles
         self.membership_sync = membership_sync
+        # Set when federation is wired; without it remote users' profiles are 404.
+        self.remote: RemoteProfiles | None = None
 
     def _local_user(self, user_id: str) -> UserID:
         try:
@@ -79,7 +89,8 @@ class ProfileHandler:
 
     async def get_profile(self, user_id: str) -> dict[str, Any]:
         parsed = self._local_user(user_id)
-        # Remote profiles need the federation client (not built yet): 404 as for unknown users.
+        if not self._is_local(parsed) and self.remote is not None:
+            return await self.remote.query_profile(user_id, parsed.domain, None)
         profile = await self._profiles.get_profile(user_id) if self._is_local(parsed) else None
         if profile is None:
             raise not_found("Profile was not found")
@@ -87,7 +98,11 @@ class ProfileHandler:
 
     async def get_field(self, user_id: str, key: str) -> dict[str, Any]:
         _check_key(key)
-        profile = await self.get_profile(user_id)
+        parsed = self._local_user(user_id)
+        if not self._is_local(parsed) and self.remote is not None:
+            profile = await self.remote.query_profile(user_id, parsed.domain, key)
+        else:
+            profile = await self.get_profile(user_id)
         if key not in profile:
             raise not_found("The requested profile key does not exist.")
         return {key: profile[key]}

@@ -138,6 +138,11 @@ class EventSerializer:
             )
         return result
 
+    async def applicable_redactions(self, events: Sequence[Event]) -> dict[str, str]:
+        """For each redacted event among ``events``, the ID of a redaction that applies
+        (federation serves those events pruned)."""
+        return await self._applicable_redactions(events)
+
     async def _applicable_redactions(self, events: Sequence[Event]) -> dict[str, str]:
         """For each redacted event among ``events``, the ID of a redaction that applies."""
         by_id = {e.event_id: e for e in events}
