@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import nacl.exceptions
 import nacl.signing
 from signedjson.sign import sign_json
+from twisted.internet.defer import Deferred
 from unpaddedbase64 import decode_base64, encode_base64
 
 from homeserver.config.model import TrustedKeyServer
@@ -176,6 +177,8 @@ class Keyring:
         self._fetch_lock = Linearizer()
         # server -> when we last asked anyone for its keys
         self._last_fetch: dict[str, int] = {}
+        # server -> callers waiting for the fetch of its keys under way
+        self._in_flight: dict[str, list[Deferred[None]]] = {}
 
     def set_client(self, client: KeyClient) -> None:
         self._client = client
@@ -285,6 +288,19 @@ class Keyring:
     ) -> None:
         if self._client is None:
             return
+        # A fetch already under way for another caller (say, an inbound request's
+        # X-Matrix check while a send_join answer is verified) is waited for, not
+        # skipped: what it stores is what this caller needs.
+        waits: list[Deferred[None]] = []
+        for server_name in missing:
+            if server_name in self._in_flight:
+                waiter: Deferred[None] = Deferred()
+                self._in_flight[server_name].append(waiter)
+                waits.append(waiter)
+        for waiter in waits:
+            await waiter
+        if waits:
+            await self._load_from_store(missing, min_valid_ts, found)
         now = self._now_ms()
         for server_name in list(missing):
             last = self._last_fetch.get(server_name)
@@ -292,6 +308,21 @@ class Keyring:
                 del missing[server_name]
         for server_name in missing:
             self._last_fetch[server_name] = now
+            self._in_flight.setdefault(server_name, [])
+        fetching = list(missing)
+        try:
+            await self._fetch_from_anyone(missing, min_valid_ts, found)
+        finally:
+            for server_name in fetching:
+                for waiter in self._in_flight.pop(server_name, []):
+                    waiter.callback(None)
+
+    async def _fetch_from_anyone(
+        self,
+        missing: dict[str, set[str]],
+        min_valid_ts: int,
+        found: dict[tuple[str, str], ServerVerifyKey],
+    ) -> None:
         for notary in self._notaries:
             if not missing:
                 return
