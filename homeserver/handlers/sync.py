@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+from twisted.internet import defer
 
 from homeserver.events.model import Event, JsonDict, StateKey
 from homeserver.handlers.filters import Filter, RoomEventFilter, apply_event_fields
@@ -156,18 +158,18 @@ class SyncHandler:
         since_room = request.since.room_key.stream if request.since is not None else None
         upto = now.room_key.stream
         room_filter = request.filter.room
-        memberships = await self.sync_store.get_current_memberships(user_id)
-        changes: list[MembershipRow] = []
-        if since_room is not None:
-            changes = await self.sync_store.get_membership_changes(user_id, since_room, upto)
+        memberships, changes, ignored = await _gather(
+            self.sync_store.get_current_memberships(user_id),
+            self.sync_store.get_membership_changes(user_id, since_room, upto)
+            if since_room is not None
+            else _value([]),
+            self.sections.ignored_users(user_id)
+            if self.sections.ignored_users is not None
+            else _value(frozenset()),
+        )
         # A membership written after ``now`` was read belongs to the next sync.
         memberships = [m for m in memberships if m.stream_ordering <= upto]
         changed_membership = {c.room_id: c for c in changes}
-        ignored = (
-            await self.sections.ignored_users(user_id)
-            if self.sections.ignored_users is not None
-            else frozenset()
-        )
 
         joined: list[tuple[str, bool]] = []  # (room_id, treat as newly joined)
         invited: list[MembershipRow] = []
@@ -200,32 +202,49 @@ class SyncHandler:
                 ):
                     left.append(row)
 
-        rooms: JsonDict = {}
-        join_section = await self._joined_rooms(request, now, joined, ignored)
-        if join_section:
-            rooms["join"] = join_section
-        if invited:
-            rooms["invite"] = await self._stripped_rooms(invited, "invite_state", ignored)
-        if knocked:
-            rooms["knock"] = await self._stripped_rooms(knocked, "knock_state", frozenset())
-        leave_section = await self._left_rooms(request, now, left, ignored)
-        if leave_section:
-            rooms["leave"] = leave_section
+        async def rooms_section() -> JsonDict:
+            rooms: JsonDict = {}
+            join_section = await self._joined_rooms(request, now, joined, ignored)
+            if join_section:
+                rooms["join"] = join_section
+            if invited:
+                rooms["invite"] = await self._stripped_rooms(invited, "invite_state", ignored)
+            if knocked:
+                rooms["knock"] = await self._stripped_rooms(knocked, "knock_state", frozenset())
+            leave_section = await self._left_rooms(request, now, left, ignored)
+            if leave_section:
+                rooms["leave"] = leave_section
+            return rooms
 
-        response: JsonDict = {"next_batch": now.to_string(), "rooms": rooms}
-        account_data: list[JsonDict] = []
-        for provider in self.sections.global_account_data:
-            account_data.extend(await provider(user_id, request.since))
-        account_data = [e for e in account_data if request.filter.account_data.matches_dict(e)]
-        response["account_data"] = {"events": account_data}
-        presence: list[JsonDict] = []
-        if self.sections.presence is not None:
+        async def account_data_section() -> list[JsonDict]:
+            account_data: list[JsonDict] = []
+            for provider in self.sections.global_account_data:
+                account_data.extend(await provider(user_id, request.since))
+            return [e for e in account_data if request.filter.account_data.matches_dict(e)]
+
+        async def presence_section() -> list[JsonDict]:
+            if self.sections.presence is None:
+                return []
             joined_ids = [m.room_id for m in memberships if m.membership == "join"]
             presence = await self.sections.presence(user_id, joined_ids, request.since)
-            presence = [e for e in presence if request.filter.presence.matches_dict(e)]
+            return [e for e in presence if request.filter.presence.matches_dict(e)]
+
+        # The sections are independent reads: awaited together, their round trips to the
+        # database overlap instead of queueing one after another.
+        rooms, account_data, presence, *device_keys = await _gather(
+            rooms_section(),
+            account_data_section(),
+            presence_section(),
+            *(
+                device_section(request.requester, request.since, now)
+                for device_section in self.sections.device_sections
+            ),
+        )
+        response: JsonDict = {"next_batch": now.to_string(), "rooms": rooms}
+        response["account_data"] = {"events": account_data}
         response["presence"] = {"events": presence}
-        for device_section in self.sections.device_sections:
-            response.update(await device_section(request.requester, request.since, now))
+        for keys in device_keys:
+            response.update(keys)
         return response
 
     # --- joined rooms -----------------------------------------------------------------
@@ -249,20 +268,32 @@ class SyncHandler:
         if since_room is None:
             full_rooms = set(room_ids)
 
-        ephemeral: dict[str, list[JsonDict]] = {}
-        for provider in self.sections.ephemeral:
-            # Newly joined rooms get their ephemeral state in full, as on a first sync.
-            for since in {request.since, None} if full_rooms else {request.since}:
-                wanted = room_ids if since is request.since else sorted(full_rooms)
-                for room_id, events in (await provider(user_id, wanted, since)).items():
-                    if since is None or room_id not in full_rooms or request.since is None:
-                        ephemeral.setdefault(room_id, []).extend(events)
-        room_account_data: dict[str, list[JsonDict]] = {}
-        for room_provider in self.sections.room_account_data:
-            for room_id, events in (await room_provider(user_id, request.since)).items():
-                room_account_data.setdefault(room_id, []).extend(events)
+        async def ephemeral_section() -> dict[str, list[JsonDict]]:
+            ephemeral: dict[str, list[JsonDict]] = {}
+            for provider in self.sections.ephemeral:
+                # Newly joined rooms get their ephemeral state in full, as on a first sync.
+                for since in {request.since, None} if full_rooms else {request.since}:
+                    wanted = room_ids if since is request.since else sorted(full_rooms)
+                    for room_id, events in (await provider(user_id, wanted, since)).items():
+                        if since is None or room_id not in full_rooms or request.since is None:
+                            ephemeral.setdefault(room_id, []).extend(events)
+            return ephemeral
+
+        async def room_account_data_section() -> dict[str, list[JsonDict]]:
+            room_account_data: dict[str, list[JsonDict]] = {}
+            for room_provider in self.sections.room_account_data:
+                for room_id, events in (await room_provider(user_id, request.since)).items():
+                    room_account_data.setdefault(room_id, []).extend(events)
+            return room_account_data
+
+        ephemeral, room_account_data, changed = await _gather(
+            ephemeral_section(),
+            room_account_data_section(),
+            self.sync_store.get_rooms_changed(since_room, upto)
+            if since_room is not None
+            else _value(set()),
+        )
         if since_room is not None:
-            changed = await self.sync_store.get_rooms_changed(since_room, upto)
             room_ids = [
                 r
                 for r in room_ids
@@ -273,31 +304,36 @@ class SyncHandler:
 
         # Newly joined rooms read their timeline as on a first sync.
         incremental = [r for r in room_ids if r not in full_rooms]
-        recent = await self.sync_store.get_recent_events(full_rooms, None, upto, limit + 1)
-        if incremental:
-            recent.update(
-                await self.sync_store.get_recent_events(incremental, since_room, upto, limit + 1)
-            )
+        recent, recent_incremental = await _gather(
+            self.sync_store.get_recent_events(full_rooms, None, upto, limit + 1),
+            self.sync_store.get_recent_events(incremental, since_room, upto, limit + 1)
+            if incremental
+            else _value({}),
+        )
+        recent.update(recent_incremental)
         for room_id in room_ids:
             recent.setdefault(room_id, [])
         timelines = await self._timelines(user_id, recent, limit, timeline_filter, ignored)
 
-        # State at the token the client has, for the rooms whose timeline has a gap.
-        since_events: dict[str, str] = {}
-        gappy = [r for r in incremental if timelines[r].limited]
-        if gappy and since_room is not None:
-            since_events = await self.sync_store.get_last_events_at(gappy, since_room)
-        state_sections = await self._state_sections(
-            request, room_ids, full_rooms, timelines, since_events
-        )
-        summaries = await self.sync_store.get_member_summaries(room_ids)
+        async def state_sections_at_gaps() -> dict[str, JsonDict]:
+            # State at the token the client has, for the rooms whose timeline has a gap.
+            since_events: dict[str, str] = {}
+            gappy = [r for r in incremental if timelines[r].limited]
+            if gappy and since_room is not None:
+                since_events = await self.sync_store.get_last_events_at(gappy, since_room)
+            return await self._state_sections(
+                request, room_ids, full_rooms, timelines, since_events
+            )
 
-        counts: dict[str, tuple[JsonDict, dict[str, JsonDict]]] = {}
-        if self.sections.unread_counts is not None:
-            counts = await self.sections.unread_counts(user_id, room_ids)
-
-        timelines_json = await self._serialize_per_room(
-            request, {room_id: timelines[room_id].events for room_id in room_ids}
+        state_sections, summaries, counts, timelines_json = await _gather(
+            state_sections_at_gaps(),
+            self.sync_store.get_member_summaries(room_ids),
+            self.sections.unread_counts(user_id, room_ids)
+            if self.sections.unread_counts is not None
+            else _value({}),
+            self._serialize_per_room(
+                request, {room_id: timelines[room_id].events for room_id in room_ids}
+            ),
         )
         section: JsonDict = {}
         for room_id in room_ids:
@@ -552,6 +588,27 @@ class SyncHandler:
 
 
 _EMPTY_START = 1
+
+T = TypeVar("T")
+
+
+async def _value(value: T) -> T:
+    return value
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+async def _gather(*awaitables: Awaitable[Any]) -> list[Any]:
+    """Await independent work together; the first failure is raised as itself."""
+    try:
+        return await defer.gatherResults(
+            [defer.ensureDeferred(_awaited(a)) for a in awaitables], consumeErrors=True
+        )
+    except defer.FirstError as e:
+        e.subFailure.raiseException()
+        raise  # unreachable: raiseException always raises
 
 
 @dataclass
