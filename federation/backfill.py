@@ -10,8 +10,9 @@ backfilled events. Those are stored with negative stream orderings (see
 order for pagination, while /sync, which reads forwards from its stream token, never
 sees old history arrive as new events.
 
-``timestamp_to_event`` asks the servers in the room when our own history has gaps and
-keeps whichever answer is closer, fetching a remote event we do not hold.
+``timestamp_to_event`` asks the servers in the room when the event we found sits next to a
+gap in what we hold, and keeps whichever answer is closer, fetching a remote event we do
+not hold.
 """
 
 from __future__ import annotations
@@ -121,9 +122,10 @@ class Backfiller:
     async def timestamp_to_event(
         self, room_id: str, timestamp: int, backwards: bool, local: tuple[str, int] | None
     ) -> tuple[str, int] | None:
-        """The event closest to ``timestamp`` in the direction asked, ours (``local``) or
-        another server's when our history has gaps and theirs is closer."""
-        if not await self.federation_history.get_backward_extremities(room_id):
+        """The event closest to ``timestamp`` in the direction asked: ours (``local``),
+        unless it sits next to a gap in what we hold (or we found none and the room has
+        gaps) and a server in the room knows a closer one, as Synapse decides."""
+        if not await self._may_be_closer_elsewhere(room_id, backwards, local):
             return local
         for server in await self._servers_to_try(room_id):
             remote = await self.queries.timestamp_to_event(server, room_id, timestamp, backwards)
@@ -134,6 +136,25 @@ class Backfiller:
             if await self._have_or_fetch(server, room_id, remote[0]):
                 return remote
         return local
+
+    async def _may_be_closer_elsewhere(
+        self, room_id: str, backwards: bool, local: tuple[str, int] | None
+    ) -> bool:
+        if local is None:
+            return bool(await self.federation_history.get_backward_extremities(room_id))
+        if backwards:
+            # Searching back: newer events we have not received yet may be closer.
+            head = await self.store.get_room_head(room_id)
+            return head is not None and local[0] in head.forward_extremities
+        # Searching forwards: history missing just before our event may be closer.
+        event = await self.store.get_event(local[0])
+        if event is None:
+            return False
+        prevs = await self.store.get_events(event.prev_event_ids)
+        return any(
+            p not in prevs or prevs[p].internal_metadata.get("outlier")
+            for p in event.prev_event_ids
+        )
 
     async def _have_or_fetch(self, server: str, room_id: str, event_id: str) -> bool:
         held = await self.store.get_event(event_id)
