@@ -14,9 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
-
-from twisted.internet import defer
+from typing import Any, Protocol
 
 from homeserver.events.model import Event, JsonDict, StateKey
 from homeserver.handlers.filters import Filter, RoomEventFilter, apply_event_fields
@@ -25,6 +23,7 @@ from homeserver.handlers.visibility import filter_events_for_user
 from homeserver.notifier import ROOM_STREAM, Notifier
 from homeserver.streams import RoomStreamToken, StreamToken
 from homeserver.types import Requester
+from homeserver.util.gather import gather, value
 from storage.events import EventStore
 from storage.room_history import RoomHistoryStore
 from storage.sync import MembershipRow, SyncStore
@@ -133,10 +132,15 @@ class SyncHandler:
 
     async def sync(self, request: SyncRequest) -> JsonDict:
         now = self.current_token(request.since)
-        result = await self._compute(request, now)
         timeout = max(0, min(request.timeout_ms, MAX_TIMEOUT_MS))
-        if request.since is None or request.full_state or timeout == 0 or not _is_empty(result):
-            return result
+        may_wait = request.since is not None and not request.full_state and timeout > 0
+        result: JsonDict | None = None
+        if not (may_wait and request.since is not None and _nothing_moved(request.since, now)):
+            result = await self._compute(request, now)
+            if not may_wait or not _is_empty(result):
+                return result
+        # else: no stream has moved since the client's token (a long-poll right after the
+        # previous answer), so the response would be empty: wait first, compute once after.
         since_positions = {ROOM_STREAM: now.room_key.stream, **dict(now.extra)}
         room_ids = [
             row.room_id
@@ -147,7 +151,7 @@ class SyncHandler:
             request.requester.user_id, room_ids, since_positions, timeout
         )
         if not moved:
-            return result
+            return result if result is not None else await self._compute(request, now)
         # Answer from the original ``since``: the new token covers what woke us.
         return await self._compute(request, self.current_token(request.since))
 
@@ -158,14 +162,14 @@ class SyncHandler:
         since_room = request.since.room_key.stream if request.since is not None else None
         upto = now.room_key.stream
         room_filter = request.filter.room
-        memberships, changes, ignored = await _gather(
+        memberships, changes, ignored = await gather(
             self.sync_store.get_current_memberships(user_id),
             self.sync_store.get_membership_changes(user_id, since_room, upto)
             if since_room is not None
-            else _value([]),
+            else value([]),
             self.sections.ignored_users(user_id)
             if self.sections.ignored_users is not None
-            else _value(frozenset()),
+            else value(frozenset()),
         )
         # A membership written after ``now`` was read belongs to the next sync.
         memberships = [m for m in memberships if m.stream_ordering <= upto]
@@ -231,7 +235,7 @@ class SyncHandler:
 
         # The sections are independent reads: awaited together, their round trips to the
         # database overlap instead of queueing one after another.
-        rooms, account_data, presence, *device_keys = await _gather(
+        rooms, account_data, presence, *device_keys = await gather(
             rooms_section(),
             account_data_section(),
             presence_section(),
@@ -286,12 +290,12 @@ class SyncHandler:
                     room_account_data.setdefault(room_id, []).extend(events)
             return room_account_data
 
-        ephemeral, room_account_data, changed = await _gather(
+        ephemeral, room_account_data, changed = await gather(
             ephemeral_section(),
             room_account_data_section(),
             self.sync_store.get_rooms_changed(since_room, upto)
             if since_room is not None
-            else _value(set()),
+            else value(set()),
         )
         if since_room is not None:
             room_ids = [
@@ -304,11 +308,11 @@ class SyncHandler:
 
         # Newly joined rooms read their timeline as on a first sync.
         incremental = [r for r in room_ids if r not in full_rooms]
-        recent, recent_incremental = await _gather(
+        recent, recent_incremental = await gather(
             self.sync_store.get_recent_events(full_rooms, None, upto, limit + 1),
             self.sync_store.get_recent_events(incremental, since_room, upto, limit + 1)
             if incremental
-            else _value({}),
+            else value({}),
         )
         recent.update(recent_incremental)
         for room_id in room_ids:
@@ -325,12 +329,12 @@ class SyncHandler:
                 request, room_ids, full_rooms, timelines, since_events
             )
 
-        state_sections, summaries, counts, timelines_json = await _gather(
+        state_sections, summaries, counts, timelines_json = await gather(
             state_sections_at_gaps(),
             self.sync_store.get_member_summaries(room_ids),
             self.sections.unread_counts(user_id, room_ids)
             if self.sections.unread_counts is not None
-            else _value({}),
+            else value({}),
             self._serialize_per_room(
                 request, {room_id: timelines[room_id].events for room_id in room_ids}
             ),
@@ -589,27 +593,6 @@ class SyncHandler:
 
 _EMPTY_START = 1
 
-T = TypeVar("T")
-
-
-async def _value(value: T) -> T:
-    return value
-
-
-async def _awaited(awaitable: Awaitable[T]) -> T:
-    return await awaitable
-
-
-async def _gather(*awaitables: Awaitable[Any]) -> list[Any]:
-    """Await independent work together; the first failure is raised as itself."""
-    try:
-        return await defer.gatherResults(
-            [defer.ensureDeferred(_awaited(a)) for a in awaitables], consumeErrors=True
-        )
-    except defer.FirstError as e:
-        e.subFailure.raiseException()
-        raise  # unreachable: raiseException always raises
-
 
 @dataclass
 class _Timeline:
@@ -645,6 +628,10 @@ def _has_state(room: Mapping[str, Any]) -> bool:
         if isinstance(section, dict) and section.get("events"):
             return True
     return False
+
+
+def _nothing_moved(since: StreamToken, now: StreamToken) -> bool:
+    return since.room_key.stream == now.room_key.stream and dict(since.extra) == dict(now.extra)
 
 
 def _is_empty(result: Mapping[str, Any]) -> bool:
