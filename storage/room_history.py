@@ -115,6 +115,17 @@ class RoomHistoryStore:
             "get_event_state_groups", _state_groups_of, list(event_ids)
         )
 
+    async def get_state_at_events(
+        self, event_ids: Collection[str], keys: Iterable[StateKey]
+    ) -> tuple[dict[str, int], dict[int, StateMap]]:
+        """``get_state_groups`` and then ``get_state_for_groups`` of those groups for
+        ``keys``, in one transaction: one round trip on every /sync and /messages."""
+        if not event_ids:
+            return {}, {}
+        return await self.db.run_interaction(
+            "get_state_at_events", _state_at_events, list(event_ids), sorted(set(keys))
+        )
+
     async def get_state_for_groups(
         self, groups: Collection[int], keys: Iterable[StateKey], types: Iterable[str] = ()
     ) -> dict[int, StateMap]:
@@ -264,6 +275,16 @@ def _state_groups_of(cursor: Cursor, event_ids: list[str]) -> dict[str, int]:
         )
         result.update({event_id: int(group) for event_id, group in cursor.fetchall()})
     return result
+
+
+def _state_at_events(
+    cursor: Cursor, event_ids: list[str], keys: list[StateKey]
+) -> tuple[dict[str, int], dict[int, StateMap]]:
+    groups = _state_groups_of(cursor, event_ids)
+    wanted = sorted(set(groups.values()))
+    if not wanted or not keys:
+        return groups, {group: {} for group in wanted}
+    return groups, _filtered_state_for_groups(cursor, wanted, keys, [])
 
 
 def _filtered_state_for_groups(

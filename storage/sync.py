@@ -95,6 +95,8 @@ class SyncStore:
 
     async def get_states_after(self, event_ids: Collection[str]) -> dict[str, StateMap]:
         """The state after each event, read in one transaction."""
+        if not event_ids:
+            return {}
         return await self.db.run_interaction("sync_states_after", _states_after, list(event_ids))
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from homeserver.errors import forbidden
 from homeserver.events.model import Event
+from homeserver.util.gather import gather
 from storage.events import EventStore
 from storage.room_history import MembershipRecord, Position, RoomHistoryStore, position_of
 
@@ -78,10 +79,13 @@ async def filter_events_for_user(
         return []
     store = history.events
     in_timeline = [e for e in candidates if not e.internal_metadata.get("outlier")]
-    groups = await history.get_state_groups([e.event_id for e in in_timeline])
     member_key = ("m.room.member", user_id)
-    group_state = await history.get_state_for_groups(
-        set(groups.values()), [HISTORY_VISIBILITY_KEY, member_key]
+    # The state at the events and the user's membership history are independent reads.
+    (groups, group_state), memberships = await gather(
+        history.get_state_at_events(
+            [e.event_id for e in in_timeline], [HISTORY_VISIBILITY_KEY, member_key]
+        ),
+        history.get_memberships(user_id, {e.room_id for e in in_timeline}),
     )
     # The state events those entries name, and what each own-membership or visibility
     # event replaced (its "before").
@@ -94,7 +98,6 @@ async def filter_events_for_user(
             if isinstance(replaced, str):
                 needed.add(replaced)
     state_events = await store.get_events(needed) if needed else {}
-    memberships = await history.get_memberships(user_id, {e.room_id for e in in_timeline})
     last_join = {room_id: _last_join(records) for room_id, records in memberships.items()}
 
     visible = []
