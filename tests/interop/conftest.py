@@ -17,55 +17,36 @@ from typing import Any
 
 import pytest
 
+from storage.engine import DatabaseConfig
 from tests.integration import federation_helpers
 from tests.integration.federation_helpers import Federation
-from tests.interop.federation_sides import HearthSide, SynapseSide
+from tests.interop.federation_sides import HEARTH_SETTINGS, HearthSide, SynapseSide
+from tests.interop.hearth_process import HearthProcess
 from tests.interop.synapse_server import SynapseServer
 
 db_configs = federation_helpers.db_configs
 federation = federation_helpers.federation
 
-_synapse_servers: list[SynapseServer] = []
+# Servers run as processes whose log a failing test shows (Synapse, Hearth processes).
+log_sources: list[Any] = []
 
 
 @pytest.fixture(scope="session")
 def synapse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]:
     server = SynapseServer(tmp_path_factory.mktemp("synapse"))
     server.start()
-    _synapse_servers.append(server)
+    log_sources.append(server)
     try:
         yield server
     finally:
         server.stop()
-        _synapse_servers.remove(server)
+        log_sources.remove(server)
 
 
 @pytest.fixture
 def synapse(synapse_server: SynapseServer) -> SynapseSide:
     assert synapse_server.running, f"Synapse has died\n{synapse_server.log_tail()}"
     return SynapseSide(synapse_server)
-
-
-_UNLIMITED = {"per_second": 10000, "burst_count": 100000}
-# Rate limiting is not what these tests look at: as on the Synapse side, out of the way.
-HEARTH_SETTINGS: dict[str, Any] = {
-    "rc_message": _UNLIMITED,
-    "rc_registration": _UNLIMITED,
-    "rc_login": {"address": _UNLIMITED, "account": _UNLIMITED, "failed_attempts": _UNLIMITED},
-    "rc_joins": {"local": _UNLIMITED, "remote": _UNLIMITED},
-    "rc_joins_per_room": _UNLIMITED,
-    "rc_invites": {"per_room": _UNLIMITED, "per_user": _UNLIMITED, "per_issuer": _UNLIMITED},
-    "rc_room_creation": _UNLIMITED,
-    "rc_key_requests": _UNLIMITED,
-    "rc_presence": {"per_user": _UNLIMITED},
-    "rc_federation": {
-        "window_size": 1000,
-        "sleep_limit": 10000,
-        "sleep_delay": 0,
-        "reject_limit": 10000,
-        "concurrent": 100,
-    },
-}
 
 
 @pytest.fixture
@@ -83,18 +64,39 @@ def extra_synapse(tmp_path: Path) -> Iterator[Callable[[], SynapseServer]]:
         server = SynapseServer(tmp_path / f"synapse{len(started) + 1}")
         server.start()
         started.append(server)
-        _synapse_servers.append(server)
+        log_sources.append(server)
         return server
 
     yield make
     for server in started:
         server.stop()
-        _synapse_servers.remove(server)
+        log_sources.remove(server)
+
+
+@pytest.fixture
+def hearth_processes(
+    tmp_path: Path, db_configs: Callable[[], DatabaseConfig]
+) -> Iterator[Callable[[str], HearthProcess]]:
+    """Hearth servers as processes of the test's own (stopped at its end), on the test's
+    database engine."""
+    started: list[HearthProcess] = []
+
+    def make(label: str) -> HearthProcess:
+        server = HearthProcess(tmp_path / label, db_configs(), **HEARTH_SETTINGS)
+        server.start()
+        started.append(server)
+        log_sources.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+        log_sources.remove(server)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    offsets = {s: _log_size(s) for s in _synapse_servers}
+    offsets = {id(s): _log_size(s) for s in log_sources}
     item.stash[_offsets_key] = offsets
     yield
 
@@ -106,8 +108,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     if report.when != "call" or not report.failed:
         return
     offsets = item.stash.get(_offsets_key, {})
-    for server in list(_synapse_servers):
-        start = offsets.get(server, 0)
+    for server in list(log_sources):
+        start = offsets.get(id(server), 0)
         try:
             with open(server.log_path, "rb") as f:
                 f.seek(start)
@@ -116,14 +118,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
             continue
         lines = text.splitlines()[-400:]
         report.sections.append(
-            (f"Synapse {server.server_name} log during the test", "\n".join(lines))
+            (f"{type(server).__name__} {server.server_name} log during the test", "\n".join(lines))
         )
 
 
-_offsets_key = pytest.StashKey[dict[SynapseServer, int]]()
+_offsets_key = pytest.StashKey[dict[int, int]]()
 
 
-def _log_size(server: SynapseServer) -> int:
+def _log_size(server: Any) -> int:
     try:
         return server.log_path.stat().st_size
     except OSError:

@@ -18,11 +18,31 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from tests.integration.federation_helpers import FederatedServer
-from tests.integration.harness import TEST_SHARED_SECRET
+from tests.integration.harness import TEST_SHARED_SECRET, HttpResult
 from tests.interop.synapse_server import SynapseServer
 
 WAIT_SECONDS = 30.0
+
+_UNLIMITED = {"per_second": 10000, "burst_count": 100000}
+# Rate limiting is not what these tests look at: as on the Synapse side, out of the way.
+HEARTH_SETTINGS: dict[str, Any] = {
+    "rc_message": _UNLIMITED,
+    "rc_registration": _UNLIMITED,
+    "rc_login": {"address": _UNLIMITED, "account": _UNLIMITED, "failed_attempts": _UNLIMITED},
+    "rc_joins": {"local": _UNLIMITED, "remote": _UNLIMITED},
+    "rc_joins_per_room": _UNLIMITED,
+    "rc_invites": {"per_room": _UNLIMITED, "per_user": _UNLIMITED, "per_issuer": _UNLIMITED},
+    "rc_room_creation": _UNLIMITED,
+    "rc_key_requests": _UNLIMITED,
+    "rc_presence": {"per_user": _UNLIMITED},
+    "rc_federation": {
+        "window_size": 1000,
+        "sleep_limit": 10000,
+        "sleep_delay": 0,
+        "reject_limit": 10000,
+        "concurrent": 100,
+    },
+}
 
 _localparts = itertools.count(1)
 # Synapse answers a repeated /sync from its response cache for a while (the cache key holds
@@ -59,8 +79,26 @@ class Side(Protocol):
     def register(self, localpart: str) -> Account: ...
 
 
+class HearthServer(Protocol):
+    """An in-process FederatedServer or a HearthProcess."""
+
+    @property
+    def server_name(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    def https(
+        self,
+        method: str,
+        path: str,
+        body: bytes | dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> HttpResult: ...
+
+
 class HearthSide:
-    def __init__(self, server: FederatedServer, label: str = "hearth") -> None:
+    def __init__(self, server: HearthServer, label: str = "hearth") -> None:
         self.server = server
         self.label = label
 

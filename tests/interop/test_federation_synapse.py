@@ -15,6 +15,7 @@ import pytest
 from signedjson.key import read_signing_keys
 from signedjson.sign import sign_json
 
+from tests.integration.federation_helpers import FederatedServer
 from tests.interop import scenarios
 from tests.interop.federation_sides import HearthSide, Side, SynapseSide, q
 from tests.interop.synapse_server import SynapseServer
@@ -31,6 +32,7 @@ def sides(request: pytest.FixtureRequest, hearth: HearthSide, synapse: SynapseSi
 
 
 def test_keys_and_signed_requests_both_ways(hearth: HearthSide, synapse: SynapseSide) -> None:
+    assert isinstance(hearth.server, FederatedServer)  # in-process: its keyring and client
     homeserver = hearth.server.homeserver
     run_sync = hearth.server.run_sync
 
