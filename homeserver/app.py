@@ -8,12 +8,29 @@ from typing import Any
 from twisted.internet import defer, ssl
 from twisted.internet.error import CannotListenError
 
+from federation.backfill import Backfiller
 from federation.client import FederationClient
 from federation.discovery import SystemResolver
+from federation.e2e import FederationRemoteKeys
+from federation.edus import FederationEdus
+from federation.event_server import FederationEventServer
+from federation.fetcher import RemoteEventFetcher
+from federation.inbound import FederationEventHandler
 from federation.ip_filter import IPFilter
 from federation.keyring import Keyring
+from federation.media import FederationMediaFetcher
+from federation.membership import RemoteMembership, ResidentMembership
+from federation.queries import FederationQueries
 from federation.ratelimit import FederationRateLimiter
+from federation.sender import FederationSender
+from federation.transport import events as federation_events
 from federation.transport import keys as federation_keys
+from federation.transport import media as federation_media
+from federation.transport import membership as federation_membership
+from federation.transport import public_rooms as federation_public_rooms
+from federation.transport import queries as federation_queries
+from federation.transport import send as federation_send
+from federation.transport import user_keys as federation_user_keys
 from federation.transport import version as federation_version
 from federation.transport.auth import FederationAuthenticator
 from homeserver.account_services import AccountServices
@@ -77,6 +94,8 @@ from storage.account_data import AccountDataStore
 from storage.directory import DirectoryStore
 from storage.engine import Database, create_database
 from storage.events import EventStore
+from storage.federation_history import FederationHistoryStore
+from storage.federation_sender import FederationSenderStore
 from storage.filters import FilterStore
 from storage.media import MediaStore
 from storage.presence import PresenceStore
@@ -153,6 +172,26 @@ class Homeserver:
             config.server_name, self.keyring, self.now_ms, config.federation_domain_whitelist
         )
         self.federation_ratelimiter = FederationRateLimiter(config.rc_federation, reactor)
+        # Events both ways: received PDUs go through the spec's checks into the same store
+        # (under the same per-room lock as local events); our own events are queued per
+        # destination and sent in transactions.
+        self.federation_event_handler = FederationEventHandler(
+            store=self.event_store,
+            notifier=self.notifier,
+            room_locks=self.event_creator.room_locks,
+            keys=self.keyring,
+            fetcher=RemoteEventFetcher(self.federation_client),
+            now_ms=self.now_ms,
+        )
+        self.transaction_handler = federation_send.TransactionHandler(self.federation_event_handler)
+        self.federation_sender = FederationSender(
+            server_name=config.server_name,
+            store=self.event_store,
+            sender_store=FederationSenderStore(self.database),
+            transport=self.federation_client,
+            reactor=reactor,
+        )
+        self.notifier.add_listener(self.federation_sender.on_new_room_events)
         self.directory_store = DirectoryStore(self.database, self.now_ms)
         # Aliases and the room directory; /createRoom and /join/{alias} use it too.
         self.directory_handler = DirectoryHandler(
@@ -205,6 +244,24 @@ class Homeserver:
             now_ms=self.now_ms,
         )
         self.accounts.set_membership_sync(self.rooms.membership_sync)
+        self.rooms.send.validate_relation = self.relations_handler.validate_new_relation
+        # Joining, knocking, leaving and inviting across servers; remote alias lookups.
+        membership_parts: dict[str, Any] = {
+            "server_name": config.server_name,
+            "signing_key": self.server_keys.signing_key,
+            "store": self.event_store,
+            "notifier": self.notifier,
+            "room_locks": self.event_creator.room_locks,
+            "events": self.federation_event_handler,
+            "now_ms": self.now_ms,
+        }
+        self.remote_membership = RemoteMembership(client=self.federation_client, **membership_parts)
+        self.resident_membership = ResidentMembership(
+            event_creator=self.event_creator, **membership_parts
+        )
+        self.resident_membership.forward = self.federation_sender.forward_room_events
+        self.rooms.membership.federation = self.remote_membership
+        self.directory_handler.remote_alias_query = self.remote_membership.query_alias
         # /sync; the modules owning typing, receipts, account data, presence, push counts
         # and device messages add their providers to sync_sections.
         self.sync_sections = SyncSections()
@@ -252,6 +309,7 @@ class Homeserver:
         )
         self.account_data_handler.push_rules_source = self.push_rules.get_push_rules_for_user
         self.ignored_users = IgnoredUsers(self.account_data_handler.store)
+        self.pagination_handler.ignored_users = self.ignored_users.get_ignored_users
         self.receipts_handler = ReceiptsHandler(
             store=ReceiptStore(self.database),
             event_store=self.event_store,
@@ -309,6 +367,68 @@ class Homeserver:
             else None
         )
         self.media_housekeeping = MediaHousekeeping(self.media, reactor)
+        # EDUs over federation (typing, receipts, presence, to-device, device lists and
+        # cross-signing keys), other servers' users' keys for E2EE, other servers' media.
+        self.federation_edus = FederationEdus(
+            server_name=config.server_name,
+            sender=self.federation_sender,
+            get_joined_servers=self.federation_sender.sender_store.get_joined_servers,
+            get_users_sharing_room=self.e2e.device_list_store.get_users_sharing_room,
+            typing=self.typing_handler,
+            receipts=self.receipts_handler,
+            presence=self.presence_handler,
+            to_device_store=self.e2e.to_device_store,
+            notifier=self.notifier,
+            reactor=reactor,
+            now_ms=self.now_ms,
+        )
+        self.federation_edus.register(self.transaction_handler)
+        self.remote_keys = FederationRemoteKeys(
+            server_name=config.server_name,
+            client=self.federation_client,
+            edus=self.federation_edus,
+            e2e=self.e2e,
+            devices=self.accounts.device_store,
+        )
+        self.remote_keys.install()
+        self.remote_keys.register(self.transaction_handler)
+        self.user_keys_servlet = federation_user_keys.UserKeysServlet(
+            config.server_name, self.e2e.key_store, self.remote_keys.store
+        )
+        self.media.remote = FederationMediaFetcher(
+            client=self.federation_client,
+            store=self.media.store,
+            paths=self.media.paths,
+            files=self.media.files,
+            max_size=config.max_upload_size,
+            authenticated=config.media.enable_authenticated_media,
+            now_ms=self.now_ms,
+        )
+        # Reading rooms across servers: events, state and history served to the servers
+        # in a room (visibility applied per server); backfill for our readers; profile,
+        # room list and timestamp queries to other servers.
+        self.federation_history = FederationHistoryStore(self.database)
+        self.federation_event_server = FederationEventServer(
+            server_name=config.server_name,
+            store=self.event_store,
+            history=self.room_history_store,
+            federation_history=self.federation_history,
+            serializer=self.event_serializer,
+            now_ms=self.now_ms,
+        )
+        self.federation_queries = FederationQueries(self.federation_client)
+        self.backfiller = Backfiller(
+            server_name=config.server_name,
+            store=self.event_store,
+            federation_history=self.federation_history,
+            client=self.federation_client,
+            events=self.federation_event_handler,
+            queries=self.federation_queries,
+            now_ms=self.now_ms,
+        )
+        self.pagination_handler.remote = self.backfiller
+        self.accounts.profiles.remote = self.federation_queries
+        self.directory_handler.remote_public_rooms = self.federation_queries.public_rooms
         self.listening_ports: list[Any] = []  # IListeningPort
         # The port each listener actually bound, in config order (useful with port 0).
         self.bound_ports: list[int] = []
@@ -357,6 +477,32 @@ class Homeserver:
             )
         if "federation" in resources:
             federation_version.register(router)
+            federation_send.register(router, self.transaction_handler)
+            federation_membership.register(
+                router,
+                self.resident_membership,
+                self.directory_handler,
+                self.federation_ratelimiter,
+            )
+            federation_user_keys.register(
+                router, self.federation_ratelimiter, self.user_keys_servlet
+            )
+            federation_media.register(router, self.federation_ratelimiter, self.media)
+            federation_events.register(
+                router, self.federation_event_server, self.federation_ratelimiter
+            )
+            federation_queries.register(
+                router,
+                server_name=self.config.server_name,
+                profiles=self.accounts.profiles,
+                limiter=self.federation_ratelimiter,
+            )
+            federation_public_rooms.register(
+                router,
+                self.directory_handler,
+                enabled=self.config.allow_public_rooms_over_federation,
+                limiter=self.federation_ratelimiter,
+            )
         if "federation" in resources or "keys" in resources:
             key_server.register(router, self.server_keys, self.now_ms)
             federation_keys.register(router, self.keyring)
@@ -389,6 +535,7 @@ class Homeserver:
                 f"expected a writable folder ({e.strerror})"
             ) from None
         self.media_housekeeping.start()
+        await self.federation_sender.start()
         try:
             for listener in self.config.listeners:
                 self.bound_ports.append(self._listen(listener))
@@ -457,6 +604,8 @@ class Homeserver:
         ports, self.listening_ports = self.listening_ports, []
         await defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
         self.notifier.wake_all()  # long-polls answer now rather than hold up shutdown
+        self.federation_sender.stop()
+        self.federation_edus.stop()
         self.presence_handler.stop()
         self.typing_handler.stop()
         if self.in_flight.count:
