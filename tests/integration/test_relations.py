@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from homeserver.errors import MatrixError
 from tests.integration.harness import RunningHomeserver
@@ -70,7 +70,11 @@ def test_children_filtered_by_type_and_event_type(alice: User, bob: User) -> Non
     reference = bob.send(room_id, text("see above", **rel("m.reference", root)))
     # Relationships that do not match the schema are ignored (spec).
     bob.send(room_id, {"m.relates_to": {"rel_type": "m.reference"}, "body": "no event_id"})
-    bob.send(room_id, rel("m.annotation", root), "m.reaction")  # an annotation needs a key
+    # An annotation needs a key: a client sending one without is refused (as Synapse).
+    keyless = bob.request(
+        "PUT", f"/rooms/{quote(room_id)}/send/m.reaction/keyless", rel("m.annotation", root)
+    )
+    assert (keyless.status, keyless.json()["errcode"]) == (400, "M_UNKNOWN")
     bob.send(room_id, {"m.relates_to": {"rel_type": 5, "event_id": root}, "body": "bad type"})
 
     status, body = relations(bob, relations_path(room_id, root))
