@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from homeserver.errors import MatrixError
 from tests.integration.harness import RunningHomeserver
