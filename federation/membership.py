@@ -32,6 +32,7 @@ from homeserver.events.formats import serialize_for_federation
 from homeserver.events.hashing import event_reference, make_event, room_id_from_create_event
 from homeserver.events.model import Event, JsonDict, StateKey
 from homeserver.events.signing import sign_event
+from homeserver.events.stripped_state import stripped_state_ids
 from homeserver.handlers.event_creation import EventCreator, EventSpec
 from homeserver.notifier import Notifier, RoomEventsNotice
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, RoomVersion
@@ -42,18 +43,6 @@ from storage.room_members import RoomMemberStore
 logger = logging.getLogger(__name__)
 
 MEMBER = "m.room.member"
-# The state shown with an invite or a knock (as /sync's stripped state).
-STRIPPED_STATE_TYPES = frozenset(
-    {
-        "m.room.create",
-        "m.room.join_rules",
-        "m.room.canonical_alias",
-        "m.room.avatar",
-        "m.room.encryption",
-        "m.room.name",
-        "m.room.topic",
-    }
-)
 # Errors after which another candidate server may do better (spec, restricted rooms).
 _FAILOVER_ERRCODES = frozenset({"M_UNABLE_TO_AUTHORISE_JOIN", "M_UNABLE_TO_GRANT_JOIN"})
 _MAKE_PATHS = {
@@ -519,7 +508,7 @@ class RemoteMembership(_Base):
         head = await self.store.get_room_head(event.room_id)
         if head is None:
             return []
-        ids = [eid for key, eid in head.state.items() if key[0] in STRIPPED_STATE_TYPES]
+        ids = stripped_state_ids(head.state)
         sender_member = head.state.get((MEMBER, event.sender))
         if sender_member is not None:
             ids.append(sender_member)
@@ -828,7 +817,7 @@ class ResidentMembership(_Base):
         head = await self.store.get_room_head(room_id)
         if head is None:
             return []
-        ids = [eid for key, eid in head.state.items() if key[0] in STRIPPED_STATE_TYPES]
+        ids = stripped_state_ids(head.state)
         found = await self.store.get_events(ids)
         now = self.now_ms()
         return [serialize_for_federation(found[i], now) for i in ids if i in found]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from homeserver.events.model import Event, JsonDict, StateKey
+from homeserver.events.stripped_state import strip_event, stripped_state_ids
 from homeserver.handlers.filters import Filter, RoomEventFilter, apply_event_fields
 from homeserver.handlers.serialize import EventSerializer
 from homeserver.handlers.visibility import filter_events_for_user
@@ -31,18 +32,6 @@ from storage.sync import MembershipRow, SyncStore
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMELINE_LIMIT = 10
-# The state events shown with an invite or knock (Synapse's room_prejoin_state defaults).
-STRIPPED_STATE_TYPES = frozenset(
-    {
-        "m.room.create",
-        "m.room.join_rules",
-        "m.room.canonical_alias",
-        "m.room.avatar",
-        "m.room.encryption",
-        "m.room.name",
-        "m.room.topic",
-    }
-)
 MAX_TIMEOUT_MS = 10 * 60 * 1000
 
 
@@ -516,10 +505,10 @@ class SyncHandler:
                 stripped = [s for s in stored if isinstance(s, dict)]
             else:
                 state = await self.store.get_current_state_ids(row.room_id)
-                ids = [v for k, v in state.items() if k[0] in STRIPPED_STATE_TYPES]
+                ids = stripped_state_ids(state)
                 state_events = await self.store.get_events(ids)
-                stripped = [_strip(state_events[i]) for i in ids if i in state_events]
-            own = _strip(member_event)
+                stripped = [strip_event(state_events[i]) for i in ids if i in state_events]
+            own = strip_event(member_event)
             own["event_id"] = member_event.event_id
             own["origin_server_ts"] = member_event.origin_server_ts
             section[row.room_id] = {key: {"events": [*stripped, own]}}
@@ -611,15 +600,6 @@ def _state_before(event: Event, state_after: Mapping[StateKey, str]) -> dict[Sta
         else:
             before.pop(event.state_pair, None)
     return before
-
-
-def _strip(event: Event) -> JsonDict:
-    return {
-        "type": event.type,
-        "state_key": event.state_key,
-        "content": event.content,
-        "sender": event.sender,
-    }
 
 
 def _has_state(room: Mapping[str, Any]) -> bool:
