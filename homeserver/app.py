@@ -430,6 +430,7 @@ class Homeserver:
         self.accounts.profiles.remote = self.federation_queries
         self.directory_handler.remote_public_rooms = self.federation_queries.public_rooms
         self.listening_ports: list[Any] = []  # IListeningPort
+        self.sites: list[HearthSite] = []
         # The port each listener actually bound, in config order (useful with port 0).
         self.bound_ports: list[int] = []
 
@@ -563,6 +564,7 @@ class Homeserver:
         max_body = max(DEFAULT_MAX_BODY_SIZE, self.config.max_upload_size)
         site = HearthSite(resource, max_body_size=max_body, reactor=self.reactor)
         site.displayTracebacks = False
+        self.sites.append(site)
         context = self._tls_context() if listener.tls else None
         port = listener.port
         bound_any = False
@@ -603,6 +605,9 @@ class Homeserver:
         """Stop listening, let in-flight requests and transactions finish, close the database."""
         ports, self.listening_ports = self.listening_ports, []
         await defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
+        # Requests already running finish; any new one on a kept-alive connection is
+        # refused with 503 so its sender retries later rather than think it was handled.
+        self.in_flight.closing = True
         self.notifier.wake_all()  # long-polls answer now rather than hold up shutdown
         self.federation_sender.stop()
         self.federation_edus.stop()
@@ -616,6 +621,8 @@ class Homeserver:
                 await idle
             except defer.TimeoutError:
                 logger.warning("requests still running after %ss", SHUTDOWN_GRACE_SECONDS)
+        for site in self.sites:
+            site.close_connections()
         await self.federation_client.close()
         if self.database is not None:
             await self.media_housekeeping.stop()

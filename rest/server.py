@@ -83,6 +83,32 @@ class HearthSite(server.Site):
     def __init__(self, root: resource.Resource, max_body_size: int, **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
         self.max_body_size = max_body_size
+        # Open connections, so shutdown can close the keep-alive ones too: stopping the
+        # listener alone would leave them served by a server whose database is closed.
+        self.connections: set[Any] = set()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        channel = super().buildProtocol(addr)
+        if channel is not None:
+            self.connections.add(channel)
+            lost = channel.connectionLost
+
+            def connection_lost(reason: Any) -> None:
+                self.connections.discard(channel)
+                lost(reason)
+
+            channel.connectionLost = connection_lost
+        return channel
+
+    def close_connections(self) -> None:
+        """Close every connection (in-flight requests have finished by then)."""
+        for channel in list(self.connections):
+            # Twisted wraps each HTTPChannel (for HTTP/2 negotiation); the transport is
+            # the wrapped channel's.
+            inner = getattr(channel, "_channel", channel)
+            transport = getattr(inner, "transport", None) or getattr(channel, "transport", None)
+            if transport is not None:
+                transport.loseConnection()  # after what is written has been sent
 
     def log(self, request: TwistedHttpRequest) -> None:
         pass  # MatrixResource logs each request itself, with its id and timing
@@ -93,6 +119,8 @@ class InFlightRequests:
 
     def __init__(self) -> None:
         self.count = 0
+        # Set when shutdown begins: new requests are refused with 503 from then on.
+        self.closing = False
         self._idle_waiters: list[defer.Deferred[None]] = []
 
     def started(self) -> None:
@@ -190,6 +218,9 @@ class MatrixResource(resource.Resource):
             if method == "OPTIONS":
                 # CORS pre-flight: the spec forbids running the endpoint's logic.
                 return "OPTIONS", self._write(request, 204, None, {})
+            if self._in_flight.closing:
+                # The sender will retry: better than an answer from half a server.
+                raise MatrixError(503, "M_UNKNOWN", "The server is shutting down")
             path = request.path.decode("ascii", "replace")
             match = self._router.match(method, path)
             route_name = match.route.pattern

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -265,3 +266,45 @@ def test_shutdown_lets_in_flight_requests_finish(
     assert results[0].json() == {"rows": [[1]]}
     with pytest.raises(OSError):
         http_request(running.port, "GET", "/health")
+
+
+def test_shutdown_closes_kept_alive_connections_and_refuses_new_requests(
+    tmp_path: Path, db_config: Any, reactor_thread: Any, run_sync: Any
+) -> None:
+    import http.client
+
+    running = start_homeserver(make_config(tmp_path, db_config), reactor_thread, run_sync)
+    hs = running.homeserver
+
+    async def slow(request: HttpRequest) -> dict[str, Any]:
+        await task.deferLater(reactor_thread, 0.5, lambda: None)
+        return {"done": True}
+
+    resource = hs.listening_ports[0].factory.resource
+    resource._router.add("GET", "/slow", slow)
+    # A client holding a keep-alive connection (as a federating server's pool does).
+    kept = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
+    kept.request("GET", "/health")
+    assert kept.getresponse().read() == b"OK"
+    results: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: results.append(http_request(running.port, "GET", "/slow"))
+    )
+    thread.start()
+    threading.Event().wait(0.2)
+    stopping = threading.Thread(target=running.stop)
+    stopping.start()
+    threading.Event().wait(0.1)
+    # While the slow request finishes, a new request on the kept connection is refused.
+    kept.request("GET", "/_matrix/client/versions")
+    refused = kept.getresponse()
+    assert refused.status == 503
+    assert json.loads(refused.read())["errcode"] == "M_UNKNOWN"
+    stopping.join(20)
+    thread.join(10)
+    assert results and results[0].status == 200
+    # And once stopped, the kept connection is closed: nothing is served any more.
+    with pytest.raises((OSError, http.client.HTTPException)):
+        kept.request("GET", "/health")
+        kept.getresponse()
+    kept.close()
