@@ -1,4 +1,5 @@
-"""Other servers' users' device lists and cross-signing keys (migration 0014), as their servers told us.
+"""Other servers' users' device lists and cross-signing keys (migration 0014), as their
+servers told us.
 
 Every write is also a change on the "device_lists" stream, in the same transaction, so a
 local user's /sync that sees the position lists the remote user in ``device_lists.changed``.
