@@ -269,7 +269,7 @@ def test_ignored_users_count_for_nothing(alice: User, bob: User, carol: User) ->
     bob_root = bob.send(room_id, text("bob's thread"))
     alice.send(room_id, text("reply to bob", **rel("m.thread", bob_root)))
 
-    ignore = {"ignored_users": {bob.user_id: {}}}
+    ignore: dict[str, Any] = {"ignored_users": {bob.user_id: {}}}
     carol.ok("PUT", f"/user/{quote(carol.user_id)}/account_data/m.ignored_user_list", ignore)
 
     bundle = aggregations(get_event(carol, room_id, root))
