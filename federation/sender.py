@@ -117,6 +117,18 @@ class FederationSender:
         if events and not self._stopped:
             defer.ensureDeferred(self._queue_room_events(room_id, events))
 
+    def wake_destination(self, destination: str) -> None:
+        """``destination`` just reached us, so it is up again: retry it now rather than
+        at the end of its backoff (as Synapse does)."""
+        queue = self._queues.get(destination)
+        if queue is None or queue.retry_at <= self.reactor.seconds():
+            return
+        queue.retry_at = 0.0
+        queue.retry_interval_ms = 0
+        if queue.wakeup is not None and queue.wakeup.active():
+            queue.wakeup.cancel()
+        self._kick(destination)
+
     def send_edu(self, destination: str, edu_type: str, content: JsonDict) -> None:
         if destination == self.server_name or self._stopped:
             return

@@ -192,6 +192,7 @@ class Homeserver:
             reactor=reactor,
         )
         self.notifier.add_listener(self.federation_sender.on_new_room_events)
+        self.transaction_handler.on_origin_seen = self.federation_sender.wake_destination
         self.directory_store = DirectoryStore(self.database, self.now_ms)
         # Aliases and the room directory; /createRoom and /join/{alias} use it too.
         self.directory_handler = DirectoryHandler(

@@ -34,11 +34,15 @@ class TransactionHandler:
         self.edu_handlers: dict[str, EduHandler] = {}
         self._origins = Linearizer()
         self._answers: LruCache[tuple[str, str], JsonDict] = LruCache(1000)
+        # Called with the origin of every transaction: a server that sends is reachable.
+        self.on_origin_seen: Callable[[str], None] | None = None
 
     def register_edu_handler(self, edu_type: str, handler: EduHandler) -> None:
         self.edu_handlers[edu_type] = handler
 
     async def on_transaction(self, origin: str, txn_id: str, body: JsonDict) -> JsonDict:
+        if self.on_origin_seen is not None:
+            self.on_origin_seen(origin)
         pdus = body.get("pdus", [])
         edus = body.get("edus", [])
         if not isinstance(pdus, list) or not isinstance(edus, list):
