@@ -185,6 +185,7 @@ class Server:
     port: int
     db_name: str
     log_path: Path
+    env: dict[str, str] | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -194,7 +195,11 @@ class Server:
     def start(self) -> int:
         output = open(self.log_path.with_suffix(".out"), "ab")
         self.process = subprocess.Popen(
-            self.command, stdout=output, stderr=subprocess.STDOUT, cwd=self.log_path.parent
+            self.command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            cwd=self.log_path.parent,
+            env=self.env,
         )
         output.close()
         deadline = time.monotonic() + 180
@@ -276,7 +281,7 @@ def common_config(directory: Path, port: int, db_name: str) -> dict[str, Any]:
     }
 
 
-def make_hearth(directory: Path) -> Server:
+def make_hearth(directory: Path, source: Path | None) -> Server:
     from homeserver.config.generate import write_signing_key
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -287,8 +292,14 @@ def make_hearth(directory: Path) -> Server:
         write_signing_key(key_path)
     config_path = directory / "homeserver.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    command = [str(ROOT / ".venv" / "bin" / "hearth"), "run", "-c", str(config_path)]
-    return Server("Hearth", command, port, db_name, directory / "server.log")
+    command = [str(ROOT / ".venv" / "bin" / "python"), "-m", "homeserver", "run"]
+    command += ["-c", str(config_path)]
+    env = None
+    if source is not None:
+        # Another checkout's code (e.g. a commit, in a git worktree) ahead of the editable
+        # install of this one; its dependencies come from this .venv.
+        env = {**os.environ, "PYTHONPATH": str(source.resolve())}
+    return Server("Hearth", command, port, db_name, directory / "server.log", env)
 
 
 def make_synapse(directory: Path, python: Path) -> Server:
@@ -463,7 +474,7 @@ async def main_async(args: argparse.Namespace) -> int:
     work = BENCH_DIR / "run"
     servers = []
     if args.only in (None, "hearth"):
-        servers.append(make_hearth(work / "hearth"))
+        servers.append(make_hearth(work / "hearth", args.hearth_source))
     if args.only in (None, "synapse"):
         servers.append(make_synapse(work / "synapse", python))
     populations = {}
@@ -481,7 +492,8 @@ async def main_async(args: argparse.Namespace) -> int:
             results[server.name].append(figures)
     print()
     print(
-        f"Hearth {hearth_version()} vs Synapse {synapse_version(python)}, "
+        f"Hearth {hearth_version()} ({hearth_revision(args.hearth_source or ROOT)}) "
+        f"vs Synapse {synapse_version(python)}, "
         f"median of {args.runs} runs each (alternating), scale {args.scale:g}"
     )
     print(f"Machine: {machine()}")
@@ -492,6 +504,16 @@ async def main_async(args: argparse.Namespace) -> int:
             drop_database(server.db_name)
             population_path(server).unlink(missing_ok=True)
     return 0
+
+
+def hearth_revision(source: Path) -> str:
+    """The commit Hearth ran from, marked "+changes" when the checkout has uncommitted ones."""
+    git = ["git", "-C", str(source)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return "unknown revision"
+    dirty = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", "."], capture_output=True)
+    return head.stdout.strip() + (" +changes" if dirty.returncode else "")
 
 
 def hearth_version() -> str:
@@ -512,6 +534,12 @@ def main() -> None:
         "--reuse-setup", action="store_true", help="reuse a population kept by --keep-databases"
     )
     parser.add_argument("--only", choices=["hearth", "synapse"], help="measure one server only")
+    parser.add_argument(
+        "--hearth-source",
+        type=Path,
+        metavar="DIR",
+        help="run Hearth from this checkout (e.g. a git worktree of a commit) instead of this one",
+    )
     parser.add_argument(
         "--py-spy", type=Path, metavar="DIR", help="profile Hearth's runs with py-spy into DIR"
     )
