@@ -180,6 +180,8 @@ class AccountDataHandler:
     async def sync_global(self, user_id: str, since: StreamToken | None) -> list[JsonDict]:
         """SyncSections.global_account_data provider (events, not a mapping)."""
         position = dict(since.extra).get(STREAM, 0) if since is not None else None
+        if position is not None and position >= self.current_position():
+            return []  # nothing stored since the token: no need to ask the database
         changed = await self.get_global_account_data(user_id, position)
         return [{"type": t, "content": c} for t, c in changed.items() if t != PUSH_RULES]
 
@@ -188,6 +190,8 @@ class AccountDataHandler:
     ) -> dict[str, list[JsonDict]]:
         """SyncSections.room_account_data provider."""
         position = dict(since.extra).get(STREAM, 0) if since is not None else None
+        if position is not None and position >= self.current_position():
+            return {}  # nothing stored since the token: no need to ask the database
         changed = await self.get_room_account_data(user_id, position)
         return {
             room_id: [{"type": t, "content": c} for t, c in by_type.items()]

@@ -203,6 +203,8 @@ class ReceiptsHandler:
     ) -> dict[str, list[JsonDict]]:
         """SyncSections.ephemeral provider: get_receipt_events at the token's part."""
         position = dict(since.extra).get(STREAM, 0) if since is not None else None
+        if position is not None and position >= self.current_position():
+            return {}  # nothing stored since the token: no need to ask the database
         events = await self.get_receipt_events(room_ids, position, user_id)
         return {room_id: [event] for room_id, event in events.items()}
 
