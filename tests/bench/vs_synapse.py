@@ -132,11 +132,13 @@ def ensure_synapse_venv() -> Path:
 
 
 def synapse_version(python: Path) -> str:
+    # Outside any git checkout: Synapse appends the branch and commit of its working directory.
     return subprocess.run(
         [str(python), "-c", "import synapse; print(synapse.__version__)"],
         capture_output=True,
         text=True,
         check=True,
+        cwd="/",
     ).stdout.strip()
 
 
