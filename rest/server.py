@@ -197,9 +197,9 @@ class MatrixResource(resource.Resource):
             metrics.http_requests.labels(method, route_name, str(status)).inc()
             metrics.http_request_duration.labels(method, route_name).observe(elapsed)
             logger.info(
-                "%s - %s - %.3fsec %d %s %s%s",
+                # The request id is on every line already (the log format's %(request)s).
+                "%s - %.3fsec %d %s %s%s",
                 self._client_ip(request),
-                request_id,
                 elapsed,
                 status,
                 method,
