@@ -3,10 +3,13 @@ and ``/joined_rooms``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from homeserver.errors import limit_exceeded
 from homeserver.handlers.membership import MembershipHandler, optional_reason
 from homeserver.handlers.room_state import RoomStateHandler
+from homeserver.ratelimit import Ratelimiter
 from rest.errors import MatrixError, missing_param
 from rest.request import HttpRequest
 from rest.router import Auth, Router, client_patterns
@@ -20,8 +23,20 @@ def _body(request: HttpRequest) -> dict[str, Any]:
 
 
 def register(
-    router: Router, *, membership: MembershipHandler, room_state: RoomStateHandler
+    router: Router,
+    *,
+    membership: MembershipHandler,
+    room_state: RoomStateHandler,
+    ratelimiters: Mapping[str, Ratelimiter] | None = None,
 ) -> None:
+    limiters = ratelimiters or {}
+
+    def _limit(name: str, key: str) -> None:
+        limiter = limiters.get(name)
+        retry_after_ms = limiter.attempt(key) if limiter is not None else None
+        if retry_after_ms is not None:
+            raise limit_exceeded(retry_after_ms)
+
     def _via(request: HttpRequest) -> list[str]:
         # Where to reach a room this server is not in: ``via`` (v1.12), ``server_name``.
         names = [*request.query.get(b"via", []), *request.query.get(b"server_name", [])]
@@ -79,6 +94,9 @@ def register(
                     400, "M_UNRECOGNIZED", "Third-party invites are not supported by this server"
                 )
             raise missing_param("Missing user_id")
+        # Synapse's three invite limits: per inviter (the route's), per room, per invitee.
+        _limit("rc_invites.per_room", request.path_params["roomId"])
+        _limit("rc_invites.per_user", str(body["user_id"]))
         await membership.update_membership(
             request.requester,
             body["user_id"],
@@ -145,7 +163,13 @@ def register(
         auth=Auth.USER,
         ratelimit=JOIN_RATELIMIT,
     )
-    router.add("POST", client_patterns("/rooms/{roomId}/invite"), invite, auth=Auth.USER)
+    router.add(
+        "POST",
+        client_patterns("/rooms/{roomId}/invite"),
+        invite,
+        auth=Auth.USER,
+        ratelimit="rc_invites.per_issuer",
+    )
     router.add("POST", client_patterns("/rooms/{roomId}/leave"), leave, auth=Auth.USER)
     router.add("POST", client_patterns("/rooms/{roomId}/forget"), forget, auth=Auth.USER)
     for action in ("kick", "ban", "unban"):

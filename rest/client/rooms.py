@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from homeserver.handlers.room_creation import RoomCreationHandler
 from homeserver.handlers.room_send import RoomSendHandler
 from homeserver.handlers.room_upgrade import RoomUpgradeHandler
+from homeserver.ratelimit import Ratelimiter
 from homeserver.room_services import RoomServices
 from rest.client import membership as membership_routes
 from rest.client import room_state as room_state_routes
@@ -87,7 +89,9 @@ def register(
     )
 
 
-def register_all(router: Router, services: RoomServices) -> None:
+def register_all(
+    router: Router, services: RoomServices, ratelimiters: Mapping[str, Ratelimiter] | None = None
+) -> None:
     """Every rooms endpoint: creation, sending, state, members and membership."""
     register(
         router,
@@ -96,4 +100,6 @@ def register_all(router: Router, services: RoomServices) -> None:
         room_upgrade=services.upgrade,
     )
     room_state_routes.register(router, room_state=services.state)
-    membership_routes.register(router, membership=services.membership, room_state=services.state)
+    membership_routes.register(
+        router, membership=services.membership, room_state=services.state, ratelimiters=ratelimiters
+    )

@@ -417,3 +417,30 @@ def test_ignored_users_are_hidden_from_sync_and_history(hs: RunningHomeserver) -
         e["content"].get("body") for e in history.json()["chunk"] if e["type"] == "m.room.message"
     ]
     assert shown == ["my own words"]
+
+
+def test_invite_rate_limits(
+    tmp_path: Path, db_config: Any, reactor_thread: Any, run_sync: Any
+) -> None:
+    config = make_config(
+        tmp_path,
+        db_config,
+        rc_invites={"per_room": {"per_second": 0.001, "burst_count": 1}},
+    )
+    running = start_homeserver(config, reactor_thread, run_sync)
+    try:
+        alice = running.register_user("alice")
+        bob = running.register_user("bob")
+        carol = running.register_user("carol")
+        room_id = create_room(running, alice)
+        member_action(running, alice, room_id, "invite", user_id=bob.user_id)
+        refused = running.request(
+            "POST",
+            f"/_matrix/client/v3/rooms/{quote(room_id)}/invite",
+            access_token=alice.access_token,
+            body={"user_id": carol.user_id},
+        )
+        assert refused.status == 429
+        assert refused.json()["errcode"] == "M_LIMIT_EXCEEDED"
+    finally:
+        running.stop()
