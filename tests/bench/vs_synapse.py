@@ -132,14 +132,14 @@ def ensure_synapse_venv() -> Path:
 
 
 def synapse_version(python: Path) -> str:
-    # Outside any git checkout: Synapse appends the branch and commit of its working directory.
-    return subprocess.run(
+    version = subprocess.run(
         [str(python), "-c", "import synapse; print(synapse.__version__)"],
         capture_output=True,
         text=True,
         check=True,
-        cwd="/",
     ).stdout.strip()
+    # .bench/ sits inside this checkout, so Synapse appends *our* branch and commit.
+    return version.split(" (b=")[0]
 
 
 def recreate_database(name: str) -> None:
