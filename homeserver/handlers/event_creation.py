@@ -127,11 +127,35 @@ class EventCreator:
         a room is either fully created or not at all.
         """
         now = self._now_ms()
+        for attempt in range(5):
+            room_id, events = await self._build_room(room_version, specs, now + attempt)
+            async with self.room_locks.lock(room_id):
+                # A v12 room ID is the create event's hash: the same creator asking twice
+                # in the same millisecond would get the same ID. Then the create event is
+                # rebuilt a millisecond later, which gives another ID.
+                if await self.store.get_room_version(room_id) is not None:
+                    continue
+                result = await self.store.persist_local_events(
+                    room_id,
+                    events,
+                    head=None,
+                    new_room=NewRoom(room_id, room_version, creator, now, is_public),
+                    now_ms=now,
+                )
+                break
+        else:
+            raise MatrixError(500, "M_UNKNOWN", "Could not choose a free room ID")
+        self._notify(room_id, result.events)
+        return room_id, events
+
+    async def _build_room(
+        self, room_version: RoomVersion, specs: Sequence[EventSpec], now: int
+    ) -> tuple[str, list[Event]]:
+        """The first events of a new room, built and authorised in order (not persisted)."""
         create_spec = specs[0]
         room_id = None
         if not room_version.room_id_is_create_event_hash:
             room_id = f"!{_random_string(18)}:{self.server_name}"
-        head: RoomHead | None = None
         events: list[Event] = []
         state: dict[StateKey, str] = {}
         auth_cache: dict[str, Event] = {}
@@ -156,15 +180,6 @@ class EventCreator:
             prev = (event.event_id,)
             depth = event.depth
         assert room_id is not None
-        async with self.room_locks.lock(room_id):
-            result = await self.store.persist_local_events(
-                room_id,
-                events,
-                head=None,
-                new_room=NewRoom(room_id, room_version, creator, now, is_public),
-                now_ms=now,
-            )
-        self._notify(room_id, result.events)
         return room_id, events
 
     # --- building ---------------------------------------------------------------------

@@ -168,3 +168,26 @@ def test_long_state_histories_stay_readable(database: Any, run_sync: Any) -> Non
         assert rows[0][0] <= MAX_CHAIN_LENGTH
 
     run_sync(scenario(), timeout=120)
+
+
+def test_identical_v12_rooms_in_the_same_millisecond_get_different_ids(
+    database: Any, run_sync: Any
+) -> None:
+    key = generate_signing_key("t1")
+    store = EventStore(database)
+    creator = EventCreator(
+        server_name="hs.test",
+        signing_key=key,
+        store=store,
+        notifier=Notifier(),
+        now_ms=lambda: 1_700_000_000_000,
+    )
+
+    async def scenario() -> None:
+        await store.load_positions()
+        first, _ = await creator.create_room(KNOWN_ROOM_VERSIONS["12"], ALICE, initial_specs("12"))
+        second, _ = await creator.create_room(KNOWN_ROOM_VERSIONS["12"], ALICE, initial_specs("12"))
+        assert first != second
+        assert await store.get_room_head(second) is not None
+
+    run_sync(scenario())
