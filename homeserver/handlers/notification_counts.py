@@ -112,6 +112,10 @@ class NotificationCounter:
         for work in pending:
             await _observe(work)
 
+    async def drain(self) -> None:
+        """Finish the queued push work (shutdown: before the database closes)."""
+        await self.wait_for_pending(list(self._pending))
+
     def _is_local(self, user_id: str) -> bool:
         return user_id.endswith(self._local_suffix)
 
