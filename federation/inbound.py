@@ -256,9 +256,12 @@ class FederationEventHandler:
                         k for k in signed if isinstance(k, str)
                     )
             keys = await self.keys.get_verify_keys(requests, event.origin_server_ts)
-            return verify_event(event, keys)
+            checked = verify_event(event, keys)
         except EventValidationError as e:
             return PduOutcome(event.event_id, "dropped", f"signatures: {e}")
+        if checked is not event:
+            logger.info("content hash mismatch on %s: keeping it redacted", event.event_id)
+        return checked
 
     async def _fetch_missing_prev_events(self, origin: str, event: Event, head: RoomHead) -> None:
         known = await self.store.get_events(event.prev_event_ids)

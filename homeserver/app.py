@@ -8,6 +8,7 @@ from typing import Any
 from twisted.internet import defer, ssl
 from twisted.internet.error import CannotListenError
 
+from federation.acl import ServerAclChecker
 from federation.backfill import Backfiller
 from federation.client import FederationClient
 from federation.discovery import SystemResolver
@@ -193,6 +194,11 @@ class Homeserver:
         )
         self.notifier.add_listener(self.federation_sender.on_new_room_events)
         self.transaction_handler.on_origin_seen = self.federation_sender.wake_destination
+        # Rooms' server ACLs, enforced on every room-scoped federation request and per
+        # PDU/EDU of a transaction.
+        self.server_acls = ServerAclChecker(self.event_store)
+        self.federation_authenticator.acl = self.server_acls
+        self.transaction_handler.acl = self.server_acls
         self.directory_store = DirectoryStore(self.database, self.now_ms)
         # Aliases and the room directory; /createRoom and /join/{alias} use it too.
         self.directory_handler = DirectoryHandler(
@@ -417,6 +423,7 @@ class Homeserver:
             serializer=self.event_serializer,
             now_ms=self.now_ms,
         )
+        self.federation_event_server.acl = self.server_acls
         self.federation_queries = FederationQueries(self.federation_client)
         self.backfiller = Backfiller(
             server_name=config.server_name,

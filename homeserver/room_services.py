@@ -60,6 +60,7 @@ class RoomServices:
             profiles=profiles,
             directory=directory,
             default_room_version=default_room_version,
+            membership=self.membership,
         )
         self.state = RoomStateHandler(
             event_store=event_store,

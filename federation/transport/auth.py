@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Collection, Iterable
 from typing import Any, Protocol
 
+from federation.acl import ServerAclChecker
 from federation.keyring import KeyringError
 from federation.ratelimit import FederationRateLimiter
 from federation.x_matrix import XMatrixParseError, parse_header, signed_request_json
@@ -47,13 +48,17 @@ class FederationAuthenticator:
         self._keyring = keyring
         self._now_ms = now_ms
         self._domain_whitelist = frozenset(domain_whitelist) if domain_whitelist else None
+        # Set by the app: a room's server ACL applies to every request whose path names
+        # the room, whatever the endpoint.
+        self.acl: ServerAclChecker | None = None
 
     async def authenticate(self, request: HttpRequest, route: Route | None = None) -> str:
         """The origin server of a correctly signed request; MatrixError otherwise.
 
         As Synapse: a missing header, a destination other than us or a bad signature is
         401 M_UNAUTHORIZED, a header that does not parse 400 M_UNAUTHORIZED, an origin
-        outside ``federation_domain_whitelist`` 403 M_FORBIDDEN.
+        outside ``federation_domain_whitelist`` 403 M_FORBIDDEN, and so is an origin the
+        server ACL of the room named in the path (``{roomId}``) denies.
         """
         header = request.header("Authorization")
         if not header or not header.lower().startswith("x-matrix"):
@@ -69,13 +74,20 @@ class FederationAuthenticator:
             raise MatrixError(403, "M_FORBIDDEN", f"Federation denied with {auth.origin}")
         content: Any = None
         if request.method in ("PUT", "POST"):
-            content = request.json()
+            try:
+                content = request.json()
+            except MatrixError as e:
+                logger.info("refusing a request from %s: %s", auth.origin, e.error)
+                raise
         signed = signed_request_json(auth, request.method, request.uri, self.server_name, content)
         try:
             await self._keyring.verify_json_for_server(auth.origin, signed, self._now_ms())
         except KeyringError as e:
             logger.info("rejecting request from %s: %s", auth.origin, e)
             raise _unauthorized(f"Failed to verify the request signature: {e}") from None
+        room_id = request.path_params.get("roomId")
+        if room_id is not None and self.acl is not None:
+            await self.acl.check(auth.origin, room_id)
         return auth.origin
 
 

@@ -3,13 +3,18 @@
 The order of the initial events, the presets and the default power levels follow the
 spec's createRoom description and Synapse's choices where the spec is silent (the
 ``guest_access`` event of the private presets, ``historical`` in the power levels...).
-The invites of ``invite`` are part of the same batch, so a room is created whole or not
-at all.
+The invites of local users in ``invite`` are part of the same batch, so a room is created
+whole or not at all. Users of other servers are invited afterwards, one by one, through
+the federation invite handshake (their server must countersign), as Synapse does. The
+room exists by then, so an invite their server refuses or cannot be reached for is logged
+and the room is still answered (the creator can invite again): Synapse answers with the
+invite's error instead, which leaves the client without the ID of a room that exists.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +25,15 @@ from homeserver.handlers.directory import DirectoryHandler
 from homeserver.handlers.event_creation import EventCreator, EventSpec
 from homeserver.handlers.membership import (
     MEMBER,
+    MembershipHandler,
     ProfileSource,
     federation_unavailable,
     parse_user_id,
 )
 from homeserver.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.types import Requester
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -96,18 +104,27 @@ class RoomCreationHandler:
         profiles: ProfileSource,
         directory: DirectoryHandler,
         default_room_version: str,
+        membership: MembershipHandler | None = None,
     ) -> None:
         self.server_name = server_name
         self.creator = event_creator
         self.profiles = profiles
         self.directory = directory
         self.default_room_version = default_room_version
+        # Invites users of other servers (through its ``federation``) once the room exists.
+        self.membership = membership
+
+    def _is_remote(self, user_id: str) -> bool:
+        return user_id.split(":", 1)[1] != self.server_name
 
     async def create_room(self, requester: Requester, body: Mapping[str, Any]) -> JsonDict:
         """Create the room ``body`` describes; returns the response body."""
         request = await self.check_request(requester, body)
         specs = await self.initial_events(requester.user_id, request)
         room_id, _ = await self.create(request.room_version, requester.user_id, specs, request)
+        for invitee in request.invites:
+            if self._is_remote(invitee):
+                await self._invite_remote(requester, room_id, invitee, request.is_direct)
         result: JsonDict = {"room_id": room_id}
         if request.alias is not None:
             await self.directory.create_alias_for_new_room(
@@ -115,6 +132,24 @@ class RoomCreationHandler:
             )
             result["room_alias"] = request.alias
         return result
+
+    async def _invite_remote(
+        self, requester: Requester, room_id: str, invitee: str, is_direct: bool
+    ) -> None:
+        assert self.membership is not None
+        try:
+            await self.membership.update_membership(
+                requester,
+                invitee,
+                room_id,
+                "invite",
+                content={"is_direct": True} if is_direct else None,
+            )
+        except MatrixError as e:
+            logger.warning("new room %s: inviting %s failed: %s", room_id, invitee, e)
+        except Exception:
+            # The room exists: an error answer would only hide its ID from the creator.
+            logger.exception("new room %s: inviting %s failed", room_id, invitee)
 
     async def create(
         self,
@@ -167,9 +202,9 @@ class RoomCreationHandler:
         if not isinstance(invites_value, list):
             raise bad_json("invite must be a list of user IDs")
         invites = list(dict.fromkeys(parse_user_id(i, "invite") for i in invites_value))
-        for invitee in invites:
-            if invitee.split(":", 1)[1] != self.server_name:
-                raise federation_unavailable("Inviting a user of another server")
+        remote = self.membership is not None and self.membership.federation is not None
+        if not remote and any(self._is_remote(invitee) for invitee in invites):
+            raise federation_unavailable("Inviting a user of another server")
         invite_3pid = body.get("invite_3pid", [])
         if not isinstance(invite_3pid, list):
             raise bad_json("invite_3pid must be a list")
@@ -306,6 +341,8 @@ class RoomCreationHandler:
             }
             specs.append(EventSpec("m.room.topic", user_id, topic_content, ""))
         for invitee in request.invites:
+            if self._is_remote(invitee):
+                continue  # their server countersigns: invited once the room exists
             invite: JsonDict = {"membership": "invite"}
             if request.is_direct:
                 invite["is_direct"] = True

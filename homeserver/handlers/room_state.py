@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.auth.server_acl import SERVER_ACL, server_allowed
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.events.model import Event, JsonDict
 from homeserver.handlers.client_events import SerializeEvents, simple_serializer
@@ -204,6 +205,12 @@ class RoomStateHandler:
             raise not_found(f"Unknown room {room_id}")
         if event_type == "m.room.canonical_alias" and state_key == "":
             await self.directory.check_canonical_alias(room_id, content)
+        if event_type == SERVER_ACL and state_key == "":
+            if not server_allowed(content, self.creator.server_name):
+                # As Synapse: this server would be cut off from its own room.
+                raise MatrixError(
+                    400, "M_UNKNOWN", "Can't create an ACL event that denies the local server"
+                )
         return await self.creator.send(
             room_id, EventSpec(event_type, requester.user_id, content, state_key)
         )

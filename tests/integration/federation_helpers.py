@@ -87,10 +87,12 @@ def db_configs(
 
 
 def federation_config(
-    directory: Path, db_config: DatabaseConfig, port: int, **extra: Any
+    directory: Path, db_config: DatabaseConfig, port: int, host: str = "127.0.0.1", **extra: Any
 ) -> HomeserverConfig:
+    """``host``: another loopback address (127.0.0.2...) names a server whose host differs
+    from the others' (server ACLs ignore ports); it listens there and on 127.0.0.1."""
     directory.mkdir(parents=True, exist_ok=True)
-    server_name = f"127.0.0.1:{port}"
+    server_name = f"{host}:{port}"
     cert, key = directory / "tls.crt", directory / "tls.key"
     write_self_signed_certificate(server_name, cert, key)
     settings: dict[str, Any] = {
@@ -98,7 +100,7 @@ def federation_config(
         "listeners": [
             {
                 "port": port,
-                "bind_addresses": ["127.0.0.1"],
+                "bind_addresses": list(dict.fromkeys(["127.0.0.1", host])),
                 "type": "http",
                 "tls": True,
                 "resources": [{"names": ["client", "federation", "keys"]}],
@@ -187,9 +189,11 @@ class Federation:
         self._run_sync = run_sync
         self.servers: list[FederatedServer] = []
 
-    def start(self, label: str, **extra: Any) -> FederatedServer:
+    def start(self, label: str, host: str = "127.0.0.1", **extra: Any) -> FederatedServer:
         port = free_port()
-        config = federation_config(self._tmp_path / label, self._db_configs(), port, **extra)
+        config = federation_config(
+            self._tmp_path / label, self._db_configs(), port, host=host, **extra
+        )
         server = start_federated(config, self._reactor, self._run_sync)
         self.servers.append(server)
         return server

@@ -75,7 +75,8 @@ def test_ip_literals_allowed_by_default_and_matched_as_hosts() -> None:
 
 
 def test_non_boolean_allow_ip_literals_counts_as_true() -> None:
-    for value in ("false", 0, None, [], {}):
+    values: list[Any] = ["false", 0, None, [], {}]
+    for value in values:
         assert server_allowed({"allow": ["*"], "allow_ip_literals": value}, "1.2.3.4")
 
 
