@@ -278,7 +278,9 @@ class FederationClient:
         self._reactor = reactor
         self.server_name = server_name
         self._signing_key = signing_key
-        self._domain_whitelist = frozenset(domain_whitelist) if domain_whitelist else None
+        self._domain_whitelist = (
+            frozenset(domain_whitelist) if domain_whitelist is not None else None
+        )  # an empty list allows no server at all, as in Synapse
         self._user_agent = user_agent.encode("ascii")
         connector = Connector(reactor, resolver, ip_filter, verify_certificates)
         self._pool = pool = HTTPConnectionPool(reactor, persistent=True)

@@ -166,8 +166,13 @@ class Keyring:
         client: KeyClient | None,
         trusted_key_servers: Sequence[TrustedKeyServer],
         now_ms: Callable[[], int],
+        *,
+        verify_certificates: bool = True,
     ) -> None:
         self.server_name = server_keys.server_name
+        # A notary with no configured verify_keys is trusted through its TLS certificate
+        # (as Synapse): only when certificates are verified, or the admin says so.
+        self._verify_certificates = verify_certificates
         self._server_keys = server_keys
         self._store = store
         self._client = client
@@ -380,6 +385,10 @@ class Keyring:
             for key_id, key in ((k, decode_public_key(v)) for k, v in notary.verify_keys.items())
             if key is not None
         }
+        if not notary_keys and (self._verify_certificates or notary.accept_keys_insecurely):
+            # No keys configured: the notary's own, fetched from it over (verified) TLS.
+            own = await self.fetch_direct(notary.server_name)
+            notary_keys = {key_id: key.verify_key for key_id, key in own.keys.items()}
         documents = []
         for entry in entries:
             server_name = entry.get("server_name") if isinstance(entry, dict) else None
@@ -394,9 +403,10 @@ class Keyring:
                         raise KeyDocumentError(
                             f"not signed by notary {notary.server_name} with a configured key"
                         )
-                elif not notary.accept_keys_insecurely:
+                else:
                     raise KeyDocumentError(
-                        f"notary {notary.server_name} has no verify_keys configured"
+                        f"notary {notary.server_name} has no verify_keys configured and"
+                        " certificates are not verified (set accept_keys_insecurely to trust it)"
                     )
                 documents.append(parse_key_document(entry, server_name, fetched_ts))
             except KeyDocumentError as e:

@@ -168,6 +168,7 @@ class Homeserver:
             self.federation_client,
             config.trusted_key_servers,
             self.now_ms,
+            verify_certificates=config.federation_verify_certificates,
         )
         self.federation_authenticator = FederationAuthenticator(
             config.server_name, self.keyring, self.now_ms, config.federation_domain_whitelist
@@ -470,7 +471,7 @@ class Homeserver:
             context_routes.register(router, self.pagination_handler)
             relation_routes.register(router, self.relations_handler)
             filter_routes.register(router, self.filter_handler)
-            room_routes.register_all(router, self.rooms)
+            room_routes.register_all(router, self.rooms, self.ratelimiters)
             sync_routes.register(
                 router, self.sync_handler, self.filter_handler, self.presence_handler
             )
@@ -631,6 +632,7 @@ class Homeserver:
                 logger.warning("requests still running after %ss", SHUTDOWN_GRACE_SECONDS)
         for site in self.sites:
             site.close_connections()
+        await self.notification_counter.drain()
         await self.federation_client.close()
         if self.database is not None:
             await self.media_housekeeping.stop()

@@ -47,7 +47,9 @@ class FederationAuthenticator:
         self.server_name = server_name
         self._keyring = keyring
         self._now_ms = now_ms
-        self._domain_whitelist = frozenset(domain_whitelist) if domain_whitelist else None
+        self._domain_whitelist = (
+            frozenset(domain_whitelist) if domain_whitelist is not None else None
+        )  # an empty list allows no server at all, as in Synapse
         # Set by the app: a room's server ACL applies to every request whose path names
         # the room, whatever the endpoint.
         self.acl: ServerAclChecker | None = None

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from signedjson.key import encode_verify_key_base64, get_verify_key
 from signedjson.sign import verify_signed_json
 from unpaddedbase64 import encode_base64
 
+from federation.client import HttpResponseError
 from federation.keyring import MAX_KEY_VALIDITY_MS, Keyring
 from homeserver.server_keys import key_id
 from storage.server_keys import ServerKeyStore
@@ -191,3 +193,39 @@ def test_blacklisted_addresses_are_not_contacted(federation: Federation) -> None
     # Loopback is in the default ip_range_blacklist; without the whitelist B is unreachable.
     a = federation.start("a", ip_range_whitelist=[])
     assert _fetch(a, {b.server_name: {b_key_id}}) == {}
+
+
+def test_notary_without_configured_keys_is_checked_with_its_own(federation: Federation) -> None:
+    notary = federation.start("notary")
+    origin = federation.start("origin")
+    origin_key_id, origin_key = _key_of(origin)
+    # No verify_keys: the notary's own keys are fetched from it and its answer checked
+    # against them (these test servers do not verify certificates, hence the opt-in).
+    asker = federation.start(
+        "asker",
+        trusted_key_servers=[{"server_name": notary.server_name, "accept_keys_insecurely": True}],
+    )
+    keys = _fetch(asker, {origin.server_name: {origin_key_id}})
+    assert encode_base64(keys[(origin.server_name, origin_key_id)].verify_key.encode()) == (
+        origin_key
+    )
+    rows = asker.run_sync(ServerKeyStore(asker.homeserver.database).get_keys([origin.server_name]))  # type: ignore[arg-type]
+    assert [row.from_server for row in rows] == [notary.server_name]
+
+
+def test_empty_domain_whitelist_allows_no_federation(federation: Federation) -> None:
+    other = federation.start("other")
+    closed = federation.start("closed", federation_domain_whitelist=[])
+    other_key_id, _ = _key_of(other)
+    # Outbound: nobody may be asked, not even for keys.
+    assert _fetch(closed, {other.server_name: {other_key_id}}) == {}
+    # Inbound: a signed request from any server is refused.
+    with pytest.raises(HttpResponseError) as refused:
+        other.run_sync(
+            other.homeserver.federation_client.get_json(
+                closed.server_name,
+                "/_matrix/federation/v1/query/profile",
+                {"user_id": "@a:" + closed.server_name},
+            )
+        )
+    assert (refused.value.status, refused.value.errcode) == (403, "M_FORBIDDEN")
