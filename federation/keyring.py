@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 MAX_KEY_VALIDITY_MS = 7 * 24 * 3600 * 1000
 # A server that just answered without the key asked for is not asked again this soon.
 REFETCH_INTERVAL_MS = 60 * 1000
+FAILED_REFETCH_MS = 2 * 1000
 KEY_QUERY_TIMEOUT_SECONDS = 30.0
 
 
@@ -318,6 +319,10 @@ class Keyring:
         try:
             await self._fetch_from_anyone(missing, min_valid_ts, found)
         finally:
+            for server_name in missing:
+                # Not found (a timeout on a busy server, say): ask again after a short
+                # pause rather than drop every event it signs for a whole minute.
+                self._last_fetch[server_name] = now - REFETCH_INTERVAL_MS + FAILED_REFETCH_MS
             for server_name in fetching:
                 for waiter in self._in_flight.pop(server_name, []):
                     waiter.callback(None)
