@@ -456,3 +456,47 @@ def test_a_third_server_hears_of_a_join_through_the_resident(federation: Federat
     wait_for(lambda: member_state(c, carol, room_id, bob.user_id) == "join", "bob's join on C")
     send_text(b, bob, room_id, "hi carol")
     wait_for(lambda: "hi carol" in timeline_bodies(c, carol, room_id), "bob's message on C")
+
+
+def test_restricted_join_authorised_by_the_resident(federation: Federation) -> None:
+    a, b = two_servers(federation)
+    alice = register(a, "alice")
+    bob, carol = register(b, "bob"), register(b, "carol")
+    # A space-like room bob is in, and a restricted room that admits its members.
+    club = create_room(a, alice, preset="public_chat", room_version="10")
+    restricted = create_room(
+        a,
+        alice,
+        preset="private_chat",
+        room_version="10",
+        initial_state=[
+            {
+                "type": "m.room.join_rules",
+                "state_key": "",
+                "content": {
+                    "join_rule": "restricted",
+                    "allow": [{"type": "m.room_membership", "room_id": club}],
+                },
+            }
+        ],
+    )
+    ok(call(b, bob, "POST", f"/join/{q(club)}?server_name={q(a.server_name)}"))
+    wait_for(lambda: member_state(a, alice, club, bob.user_id) == "join", "bob in the club")
+
+    # Bob may join: the resident names a local user who may invite and co-signs the join.
+    joined = call(b, bob, "POST", f"/join/{q(restricted)}?server_name={q(a.server_name)}")
+    assert ok(joined) == {"room_id": restricted}
+    member = wait_for(
+        lambda: call(
+            a, alice, "GET", f"/rooms/{q(restricted)}/state/m.room.member/{q(bob.user_id)}"
+        ),
+        "bob's member event on A",
+    )
+    content = ok(member)
+    assert content["membership"] == "join"
+    assert content["join_authorised_via_users_server"] == alice.user_id
+
+    # Carol is in no allowed room: refused.
+    refused = call(b, carol, "POST", f"/join/{q(restricted)}?server_name={q(a.server_name)}")
+    assert refused.status == 403, refused.body
+    assert membership_of(b, carol, restricted) is None
