@@ -486,10 +486,9 @@ def test_restricted_join_authorised_by_the_resident(federation: Federation) -> N
     # Bob may join: the resident names a local user who may invite and co-signs the join.
     joined = call(b, bob, "POST", f"/join/{q(restricted)}?server_name={q(a.server_name)}")
     assert ok(joined) == {"room_id": restricted}
+    member_path = f"/rooms/{q(restricted)}/state/m.room.member/{q(bob.user_id)}"
     member = wait_for(
-        lambda: call(
-            a, alice, "GET", f"/rooms/{q(restricted)}/state/m.room.member/{q(bob.user_id)}"
-        ),
+        lambda: r if (r := call(a, alice, "GET", member_path)).status == 200 else None,
         "bob's member event on A",
     )
     content = ok(member)
