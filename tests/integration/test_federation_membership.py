@@ -5,76 +5,24 @@ and ban across servers, knocks, and the resident side's answers to bad requests.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import time
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 from federation.client import HttpResponseError, federation_path
 from tests.integration import federation_helpers
+from tests.integration.federation_harness import (
+    call,
+    create_room,
+    ok,
+    q,
+    register,
+    send_text,
+    wait_for,
+)
 from tests.integration.federation_helpers import FederatedServer, Federation
-from tests.integration.harness import TEST_SHARED_SECRET, HttpResult, RegisteredUser
+from tests.integration.harness import RegisteredUser
 
 db_configs = federation_helpers.db_configs
 federation = federation_helpers.federation
-
-WAIT_SECONDS = 30.0
-
-
-def register(server: FederatedServer, localpart: str) -> RegisteredUser:
-    nonce = server.https("GET", "/_synapse/admin/v1/register").json()["nonce"]
-    mac = hmac.new(TEST_SHARED_SECRET.encode(), digestmod=hashlib.sha1)
-    mac.update(f"{nonce}\0{localpart}\0password\0notadmin".encode())
-    body = {
-        "nonce": nonce,
-        "username": localpart,
-        "password": "password",
-        "admin": False,
-        "mac": mac.hexdigest(),
-    }
-    result = server.https("POST", "/_synapse/admin/v1/register", body)
-    assert result.status == 200, result.body
-    data = result.json()
-    return RegisteredUser(data["user_id"], data["access_token"], data["device_id"], "password")
-
-
-def call(
-    server: FederatedServer,
-    user: RegisteredUser,
-    method: str,
-    path: str,
-    body: dict[str, Any] | None = None,
-) -> HttpResult:
-    if method in ("POST", "PUT") and body is None:
-        body = {}
-    return server.https(
-        method,
-        "/_matrix/client/v3" + path,
-        body,
-        {"Authorization": f"Bearer {user.access_token}"},
-    )
-
-
-def ok(result: HttpResult) -> Any:
-    assert result.status == 200, result.body
-    return result.json()
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
-
-
-def wait_for(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def sync(server: FederatedServer, user: RegisteredUser) -> Any:
@@ -107,24 +55,6 @@ def member_state(
         return None
     membership: str = result.json()["membership"]
     return membership
-
-
-def send_text(server: FederatedServer, user: RegisteredUser, room_id: str, text: str) -> str:
-    txn = f"t{time.monotonic_ns()}"
-    result = call(
-        server,
-        user,
-        "PUT",
-        f"/rooms/{q(room_id)}/send/m.room.message/{txn}",
-        {"msgtype": "m.text", "body": text},
-    )
-    event_id: str = ok(result)["event_id"]
-    return event_id
-
-
-def create_room(server: FederatedServer, user: RegisteredUser, **body: Any) -> str:
-    room_id: str = ok(call(server, user, "POST", "/createRoom", body))["room_id"]
-    return room_id
 
 
 def two_servers(federation: Federation) -> tuple[FederatedServer, FederatedServer]:
