@@ -158,7 +158,7 @@ class FederationRemoteKeys:
         message_id: str,
         messages: Mapping[str, Mapping[str, JsonDict]],
     ) -> None:
-        self.edus.send_to_device(server_name, sender, message_type, message_id, messages)
+        await self.edus.send_to_device(server_name, sender, message_type, message_id, messages)
 
     async def device_list_changed(
         self, user_id: str, device_ids: Collection[str], destinations: Collection[str]

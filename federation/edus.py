@@ -40,6 +40,10 @@ RECEIPT_BATCH_SECONDS = 0.05
 class EduSender(Protocol):
     def send_edu(self, destination: str, edu_type: str, content: JsonDict) -> None: ...
 
+    async def send_edu_durably(
+        self, destination: str, edu_type: str, content: JsonDict
+    ) -> None: ...
+
 
 class EduRegistry(Protocol):
     def register_edu_handler(
@@ -181,7 +185,7 @@ class FederationEdus:
         for destination in destinations:
             self.sender.send_edu(destination, PRESENCE, {"push": [update]})
 
-    def send_to_device(
+    async def send_to_device(
         self,
         destination: str,
         sender: str,
@@ -195,7 +199,8 @@ class FederationEdus:
             "message_id": message_id,
             "messages": messages,
         }
-        self.sender.send_edu(destination, DIRECT_TO_DEVICE, content)
+        # To-device messages carry encryption keys: they must survive a restart.
+        await self.sender.send_edu_durably(destination, DIRECT_TO_DEVICE, content)
 
     # --- inbound ----------------------------------------------------------------------
 

@@ -30,6 +30,8 @@ MAX_PDUS_PER_TRANSACTION = 50
 MAX_EDUS_PER_TRANSACTION = 100
 # More than this many queued PDUs and the destination catches up from the database.
 MAX_QUEUED_PDUS = 1000
+# Key marking a queued EDU that sits in the database outbox (never sent over the wire).
+_OUTBOX_ID = "_outbox_id"
 
 
 class TransactionTransport(Protocol):
@@ -76,6 +78,8 @@ class FederationSender:
         self.max_retry_ms = max_retry_ms
         self._queues: dict[str, _Queue] = {}
         self._txn_ids = itertools.count(int(reactor.seconds() * 1000))
+        # Outbox IDs grow across restarts: microseconds since the epoch, then one by one.
+        self._outbox_ids = itertools.count(int(reactor.seconds() * 1_000_000))
         self._stopped = False
 
     # --- feeding the queues -----------------------------------------------------------
@@ -129,6 +133,17 @@ class FederationSender:
             queue.wakeup.cancel()
         self._kick(destination)
 
+    async def send_edu_durably(self, destination: str, edu_type: str, content: JsonDict) -> None:
+        """Queue an EDU that must survive a restart (to-device messages): it is written to
+        the outbox first and deleted only once a transaction carrying it succeeded."""
+        if destination == self.server_name or self._stopped:
+            return
+        outbox_id = next(self._outbox_ids)
+        await self.sender_store.add_to_outbox(outbox_id, destination, edu_type, content)
+        queue = self._queues.setdefault(destination, _Queue())
+        queue.edus.append({"edu_type": edu_type, "content": content, _OUTBOX_ID: outbox_id})
+        self._kick(destination)
+
     def send_edu(self, destination: str, edu_type: str, content: JsonDict) -> None:
         if destination == self.server_name or self._stopped:
             return
@@ -137,7 +152,12 @@ class FederationSender:
         self._kick(destination)
 
     async def start(self) -> None:
-        """Resume destinations that were behind when we last stopped."""
+        """Resume destinations that were behind when we last stopped, and queue the
+        durable EDUs not delivered before then."""
+        for outbox_id, destination, edu_type, content in await self.sender_store.get_outbox():
+            queue = self._queues.setdefault(destination, _Queue())
+            queue.edus.append({"edu_type": edu_type, "content": content, _OUTBOX_ID: outbox_id})
+            self._kick(destination)
         for (
             destination,
             retry_last_ts,
@@ -198,6 +218,9 @@ class FederationSender:
                     return
                 del queue.pdus[: len(pdus)]
                 del queue.edus[: len(edus)]
+                await self.sender_store.remove_from_outbox(
+                    [e[_OUTBOX_ID] for e in edus if _OUTBOX_ID in e]
+                )
                 queue.retry_interval_ms = 0
                 queue.retry_at = 0.0
                 if pdus:
@@ -219,7 +242,7 @@ class FederationSender:
             "origin": self.server_name,
             "origin_server_ts": now_ms,
             "pdus": [serialize_for_federation(e, now_ms) for e in pdus],
-            "edus": edus,
+            "edus": [{k: v for k, v in edu.items() if k != _OUTBOX_ID} for edu in edus],
         }
         try:
             response = await self.transport.put_json(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
+from typing import Any
 
 from storage.engine import Cursor, Database
 
@@ -102,3 +104,35 @@ class FederationSenderStore:
             return event_ids
 
         return await self.db.run_interaction("get_catch_up_events", read)
+
+    async def add_to_outbox(
+        self, outbox_id: int, destination: str, edu_type: str, content: Any
+    ) -> None:
+        await self.db.execute(
+            "add_edu_to_outbox",
+            "INSERT INTO federation_edu_outbox (id, destination, edu_type, content)"
+            " VALUES (?, ?, ?, ?)",
+            outbox_id,
+            destination,
+            edu_type,
+            json.dumps(content, separators=(",", ":")),
+        )
+
+    async def remove_from_outbox(self, outbox_ids: Collection[int]) -> None:
+        if not outbox_ids:
+            return
+        ids = sorted(outbox_ids)
+        placeholders = ",".join("?" * len(ids))
+        await self.db.execute(
+            "remove_edus_from_outbox",
+            f"DELETE FROM federation_edu_outbox WHERE id IN ({placeholders})",
+            *ids,
+        )
+
+    async def get_outbox(self) -> list[tuple[int, str, str, Any]]:
+        """Every undelivered durable EDU, oldest first: (id, destination, type, content)."""
+        rows = await self.db.execute(
+            "get_edu_outbox",
+            "SELECT id, destination, edu_type, content FROM federation_edu_outbox ORDER BY id",
+        )
+        return [(int(r[0]), r[1], r[2], json.loads(r[3])) for r in rows]
