@@ -67,6 +67,11 @@ def compute_reference_hash(pdu: Mapping[str, Any], room_version: RoomVersion) ->
     pruned = prune_event_dict(pdu, room_version)
     for key in _REFERENCE_HASH_EXCLUDED:
         pruned.pop(key, None)
+    if room_version.room_id_is_create_event_hash and pruned.get("type") == "m.room.create":
+        # v12: "room_id ... Omitted from m.room.create events". One that carries it anyway
+        # (it is rejected by the auth rules) is hashed without it, as Synapse does, so
+        # every server names it with the same ID.
+        pruned.pop("room_id", None)
     return hashlib.sha256(encode_canonical_json(pruned)).digest()
 
 

@@ -235,3 +235,30 @@ def test_every_known_room_version_computes_an_id() -> None:
         if room_version.uses_opaque_event_ids:
             pdu["event_id"] = "$x:example.org"
         assert compute_event_id(pdu, room_version).startswith("$")
+
+
+def test_v12_create_type_event_is_hashed_without_a_room_id() -> None:
+    # "room_id ... Omitted from m.room.create events" (v12): a stray one carrying it is
+    # named as if it did not, as Synapse names it (differential seed 3ab14687).
+    from homeserver.events.hashing import compute_event_id
+    from homeserver.room_versions import get_room_version
+
+    rv = get_room_version("12")
+    pdu = {
+        "type": "m.room.create",
+        "state_key": "x",
+        "sender": "@u:a.test",
+        "content": {"room_version": "12"},
+        "prev_events": [],
+        "auth_events": [],
+        "depth": 3,
+        "origin_server_ts": 1,
+        "hashes": {"sha256": "aaaa"},
+        "signatures": {},
+    }
+    with_room = {**pdu, "room_id": "!r"}
+    assert compute_event_id(with_room, rv) == compute_event_id(pdu, rv)
+    # Other event types keep room_id in their hash.
+    message = {**pdu, "type": "m.room.message"}
+    message.pop("state_key")
+    assert compute_event_id({**message, "room_id": "!r"}, rv) != compute_event_id(message, rv)
