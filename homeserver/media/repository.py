@@ -181,31 +181,13 @@ class MediaRepository:
         staged = await self._stage(body, content_length)
         try:
             await self._check_upload_limits(user_id, staged.length)
-            media_id = _new_media_id()
             quarantined_by = await self._auto_quarantine(staged)
-            await self.files.publish(staged, self.paths.local_media(media_id))
         except BaseException:
             await self.files.discard(staged)
             raise
-        record = LocalMedia(
-            media_id=media_id,
-            user_id=user_id,
-            created_ts=self._now_ms(),
-            media_type=media_type,
-            media_length=staged.length,
-            upload_name=upload_name,
-            sha256=staged.sha256,
-            last_access_ts=None,
-            quarantined_by=quarantined_by,
-            safe_from_quarantine=False,
-            authenticated=self.config.enable_authenticated_media,
-            url_cache=None,
+        media_id = await self._publish_local(
+            staged, user_id, media_type, upload_name, quarantined_by=quarantined_by
         )
-        try:
-            await self.store.store_local_media(record)
-        except BaseException:
-            await self.files.remove(self.paths.local_media(media_id))
-            raise
         logger.info("stored media %s (%d bytes, %s)", media_id, staged.length, media_type)
         return f"mxc://{self.server_name}/{media_id}"
 
@@ -265,31 +247,9 @@ class MediaRepository:
     ) -> tuple[str, ImageInfo | None]:
         """Keep a file fetched for a URL preview as local media: (media ID, image size)."""
         staged = await self.files.stage_bytes(data)
-        media_id = _new_media_id()
-        try:
-            await self.files.publish(staged, self.paths.local_media(media_id))
-        except BaseException:
-            await self.files.discard(staged)
-            raise
-        record = LocalMedia(
-            media_id=media_id,
-            user_id=user_id,
-            created_ts=self._now_ms(),
-            media_type=media_type,
-            media_length=staged.length,
-            upload_name=upload_name,
-            sha256=staged.sha256,
-            last_access_ts=None,
-            quarantined_by=None,
-            safe_from_quarantine=False,
-            authenticated=self.config.enable_authenticated_media,
-            url_cache=url,
+        media_id = await self._publish_local(
+            staged, user_id, media_type, upload_name, url_cache=url
         )
-        try:
-            await self.store.store_local_media(record)
-        except BaseException:
-            await self.files.remove(self.paths.local_media(media_id))
-            raise
         info = None
         if thumbnailer.thumbnail_type_for(media_type) is not None:
             try:
@@ -309,6 +269,45 @@ class MediaRepository:
             raise MatrixError(
                 400, "M_UNKNOWN", "Upload body does not match its Content-Length"
             ) from None
+
+    async def _publish_local(
+        self,
+        staged: Any,
+        user_id: str,
+        media_type: str,
+        upload_name: str | None,
+        *,
+        quarantined_by: str | None = None,
+        url_cache: str | None = None,
+    ) -> str:
+        """Move a staged file into the store, then record it; either both happen or
+        neither (the file is removed if the record cannot be written). Its media ID."""
+        media_id = _new_media_id()
+        try:
+            await self.files.publish(staged, self.paths.local_media(media_id))
+        except BaseException:
+            await self.files.discard(staged)
+            raise
+        record = LocalMedia(
+            media_id=media_id,
+            user_id=user_id,
+            created_ts=self._now_ms(),
+            media_type=media_type,
+            media_length=staged.length,
+            upload_name=upload_name,
+            sha256=staged.sha256,
+            last_access_ts=None,
+            quarantined_by=quarantined_by,
+            safe_from_quarantine=False,
+            authenticated=self.config.enable_authenticated_media,
+            url_cache=url_cache,
+        )
+        try:
+            await self.store.store_local_media(record)
+        except BaseException:
+            await self.files.remove(self.paths.local_media(media_id))
+            raise
+        return media_id
 
     async def _check_upload_limits(self, user_id: str, length: int) -> None:
         """Synapse's media_upload_limits: bytes per user per period (longest period first)."""
