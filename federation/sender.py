@@ -92,21 +92,34 @@ class FederationSender:
 
     async def _queue_room_events(self, room_id: str, events: list[Event]) -> None:
         try:
-            destinations = await self.sender_store.get_joined_servers(room_id)
+            # Each event goes to the servers in the room at it, not to those in it by the
+            # time we get here: a server that joined since must not be sent what came
+            # before its join (it backfills that, redacted as history visibility says).
+            positions = {e.event_id: _stream_ordering(e) for e in events}
+            joined_at = await self.sender_store.get_joined_servers_at(room_id, positions.values())
+            per_destination: dict[str, list[Event]] = {}
             for event in events:
+                destinations = set(joined_at.get(positions[event.event_id], ()))
                 # A kicked or banned user's server is told too, though it has left.
                 if event.type == "m.room.member" and event.state_key:
                     destinations.add(_server_of(event.state_key))
-            destinations.discard(self.server_name)
-            destinations.discard("")
-            if not destinations:
+                destinations.discard(self.server_name)
+                destinations.discard("")
+                for destination in destinations:
+                    per_destination.setdefault(destination, []).append(event)
+            if not per_destination:
                 return
-            newest = max(int(e.internal_metadata.get("stream_ordering", 0)) for e in events)
-            await self.sender_store.record_queued(room_id, destinations, newest)
-            for destination in destinations:
+            await self.sender_store.record_queued(
+                room_id,
+                {
+                    destination: max(positions[e.event_id] for e in queued)
+                    for destination, queued in per_destination.items()
+                },
+            )
+            for destination, queued in per_destination.items():
                 queue = self._queues.setdefault(destination, _Queue())
                 if not queue.catching_up:
-                    queue.pdus.extend(events)
+                    queue.pdus.extend(queued)
                     if len(queue.pdus) > MAX_QUEUED_PDUS:
                         queue.pdus.clear()
                         queue.catching_up = True
@@ -224,7 +237,7 @@ class FederationSender:
                 queue.retry_interval_ms = 0
                 queue.retry_at = 0.0
                 if pdus:
-                    newest = max(int(e.internal_metadata.get("stream_ordering", 0)) for e in pdus)
+                    newest = max(_stream_ordering(e) for e in pdus)
                     await self.sender_store.record_success(destination, newest)
         except Exception:
             logger.exception("federation sender for %s failed", destination)
@@ -256,6 +269,10 @@ class FederationSender:
             if isinstance(result, dict) and "error" in result:
                 logger.info("%s refused %s: %s", destination, event_id, result["error"])
         return True
+
+
+def _stream_ordering(event: Event) -> int:
+    return int(event.internal_metadata.get("stream_ordering", 0))
 
 
 def _server_of(user_id: str) -> str:

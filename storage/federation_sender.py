@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from storage.engine import Cursor, Database
@@ -21,20 +21,71 @@ class FederationSenderStore:
             " WHERE type = 'm.room.member' AND room_id = ? AND membership = 'join'",
             room_id,
         )
-        return {row[0].split(":", 1)[1] for row in rows if ":" in row[0]}
+        return {_domain(row[0]) for row in rows if ":" in row[0]}
 
-    async def record_queued(
-        self, room_id: str, destinations: Collection[str], stream_ordering: int
-    ) -> None:
+    async def get_joined_servers_at(
+        self, room_id: str, stream_orderings: Collection[int]
+    ) -> dict[int, set[str]]:
+        """For each stream position, the servers with a joined member in the room just
+        after it: the members now, corrected by the membership events that came later
+        (almost always none, so this costs little more than asking for the members now)."""
+        wanted = sorted(set(stream_orderings))
+        if not wanted:
+            return {}
+
+        def read(cursor: Cursor) -> dict[int, set[str]]:
+            cursor.execute(
+                "SELECT state_key FROM current_state_events"
+                " WHERE type = 'm.room.member' AND room_id = ? AND membership = 'join'",
+                (room_id,),
+            )
+            joined_now = {row[0] for row in cursor.fetchall()}
+            cursor.execute(
+                "SELECT DISTINCT user_id FROM room_memberships"
+                " WHERE room_id = ? AND stream_ordering > ?",
+                (room_id, wanted[0]),
+            )
+            changed = sorted(row[0] for row in cursor.fetchall())
+            history: dict[str, list[tuple[int, str]]] = {}
+            for start in range(0, len(changed), 500):
+                chunk = changed[start : start + 500]
+                cursor.execute(
+                    "SELECT user_id, stream_ordering, membership FROM room_memberships"
+                    f" WHERE room_id = ? AND user_id IN ({','.join('?' * len(chunk))})"
+                    " ORDER BY stream_ordering",
+                    (room_id, *chunk),
+                )
+                for user_id, stream, membership in cursor.fetchall():
+                    history.setdefault(user_id, []).append((int(stream), membership))
+            result = {}
+            for position in wanted:
+                joined = set(joined_now)
+                for user_id, events in history.items():
+                    if not any(stream > position for stream, _ in events):
+                        continue
+                    before = [m for stream, m in events if stream <= position]
+                    if before and before[-1] == "join":
+                        joined.add(user_id)
+                    else:
+                        joined.discard(user_id)
+                result[position] = {_domain(u) for u in joined if ":" in u}
+            return result
+
+        return await self.db.run_interaction("get_joined_servers_at", read)
+
+    async def record_queued(self, room_id: str, newest: Mapping[str, int]) -> None:
+        """Record, per destination, the stream position of our newest event in the room
+        queued for it."""
+
         def write(cursor: Cursor) -> None:
             cursor.execute_batch(
                 "INSERT INTO federation_destination_rooms (destination, room_id, stream_ordering)"
                 " VALUES (?, ?, ?) ON CONFLICT (destination, room_id) DO UPDATE SET"
                 " stream_ordering = excluded.stream_ordering",
-                [(d, room_id, stream_ordering) for d in destinations],
+                [(d, room_id, stream) for d, stream in sorted(newest.items())],
             )
 
-        if destinations:
+        if newest:
             await self.db.run_interaction("record_queued_for_destinations", write)
 
     async def record_success(self, destination: str, stream_ordering: int) -> None:
@@ -136,3 +187,7 @@ class FederationSenderStore:
             "SELECT id, destination, edu_type, content FROM federation_edu_outbox ORDER BY id",
         )
         return [(int(r[0]), r[1], r[2], json.loads(r[3])) for r in rows]
+
+
+def _domain(user_id: str) -> str:
+    return user_id.split(":", 1)[1]

@@ -13,6 +13,7 @@ from federation.ip_filter import IPFilter
 from federation.sender import FederationSender
 from storage.events import EventStore
 from storage.federation_sender import FederationSenderStore
+from tests.integration.history_fixtures import ALICE, History
 
 
 def make_sender(database: Any, reactor: Any) -> FederationSender:
@@ -57,3 +58,39 @@ def test_to_device_edus_wait_in_the_outbox_across_a_restart(
 
     queued = run_sync(queue_then_restart())
     assert [(e["edu_type"], e["content"]) for e in queued] == [("m.direct_to_device", content)]
+
+
+def test_an_event_goes_only_to_the_servers_in_the_room_at_it(
+    database: Any, reactor_thread: Any, run_sync: Any
+) -> None:
+    """The sender may get to an event after the room changed (under load it often does):
+    a server that joined since must not be sent it, one that left since still is."""
+    history = History(database)
+    bob, carol = "@bob:b.test", "@carol:c.test"
+
+    async def scenario() -> tuple[dict[int, set[str]], dict[str, list[str]]]:
+        await history.start()
+        room_id = await history.create_room("joined")
+        await history.membership(room_id, carol, carol, "join")
+        before = await history.send(room_id, ALICE, "before bob")
+        await history.membership(room_id, bob, bob, "join")
+        await history.membership(room_id, carol, carol, "leave")
+        after = await history.send(room_id, ALICE, "after bob")
+        positions = [int(e.internal_metadata["stream_ordering"]) for e in (before, after)]
+        store = FederationSenderStore(database)
+        joined_at = await store.get_joined_servers_at(room_id, positions)
+
+        sender = make_sender(database, reactor_thread)
+        sender.stop()  # nothing leaves the queues
+        # Queued late, when the room has already changed twice.
+        await sender._queue_room_events(room_id, [before, after])
+        queued = {d: [e.event_id for e in q.pdus] for d, q in sender._queues.items()}
+        names = {before.event_id: "before", after.event_id: "after"}
+        return (
+            {i: servers for i, servers in enumerate(joined_at[p] for p in positions)},
+            {d: [names[e] for e in ids] for d, ids in queued.items()},
+        )
+
+    joined_at, queued = run_sync(scenario())
+    assert joined_at == {0: {"hs.test", "c.test"}, 1: {"hs.test", "b.test"}}
+    assert queued == {"c.test": ["before"], "b.test": ["after"]}
