@@ -103,12 +103,13 @@ class HearthSite(server.Site):
     def close_connections(self) -> None:
         """Close every connection (in-flight requests have finished by then)."""
         for channel in list(self.connections):
-            # Twisted wraps each HTTPChannel (for HTTP/2 negotiation); the transport is
-            # the wrapped channel's.
-            inner = getattr(channel, "_channel", channel)
-            transport = getattr(inner, "transport", None) or getattr(channel, "transport", None)
-            if transport is not None:
-                transport.loseConnection()  # after what is written has been sent
+            # Twisted wraps each HTTPChannel (for HTTP/2 negotiation). The channel itself
+            # must close: it is registered as the transport's producer, and a TLS
+            # transport told to close directly waits for that producer to go away first,
+            # which it never does (the connection stayed open, and the peer's next
+            # request on it went unanswered).
+            inner = getattr(channel, "_channel", None) or channel
+            inner.loseConnection()  # after what is written has been sent
 
     def log(self, request: TwistedHttpRequest) -> None:
         pass  # MatrixResource logs each request itself, with its id and timing

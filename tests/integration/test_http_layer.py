@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,8 @@ from rest.errors import MatrixError, missing_token, unknown_token
 from rest.request import HttpRequest, Response
 from rest.router import Auth, Route, Router
 from rest.server import HearthSite, InFlightRequests, MatrixResource
+from tests.integration import federation_helpers
+from tests.integration.federation_helpers import Federation
 from tests.integration.harness import http_request, make_config, start_homeserver
 
 
@@ -36,6 +40,10 @@ async def token_authenticator(request: HttpRequest, route: Route) -> Requester |
     if token != "good":
         raise unknown_token()
     return Requester("@alice:hs.test")
+
+
+db_configs = federation_helpers.db_configs
+federation = federation_helpers.federation
 
 
 def build_router(reactor: Any, seen: list[str]) -> Router:
@@ -308,3 +316,27 @@ def test_shutdown_closes_kept_alive_connections_and_refuses_new_requests(
         kept.request("GET", "/health")
         kept.getresponse()
     kept.close()
+
+
+def test_shutdown_closes_kept_alive_tls_connections(federation: Federation) -> None:
+    """A TLS connection kept alive by a client (a federating server's pool) is closed
+    when the server stops, so the client's next request fails at once rather than wait
+    for an answer that never comes."""
+    server = federation.start("tls")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        with context.wrap_socket(raw) as kept:
+            kept.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert kept.recv(4096).startswith(b"HTTP/1.1 200")
+            server.stop()
+            federation.servers.remove(server)
+            # Within the socket timeout, the server's end is closed: EOF, not a timeout.
+            received = b""
+            try:
+                while chunk := kept.recv(4096):
+                    received += chunk
+            except (ssl.SSLError, ConnectionResetError):
+                pass
+            assert received == b""
