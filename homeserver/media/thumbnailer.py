@@ -12,9 +12,10 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PIL import Image, ImageSequence
+if TYPE_CHECKING:
+    from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +36,20 @@ _ENCODERS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 # Pillow reports MPO (JPEG stereo pairs) as multi-frame: only these are animations.
 _ANIMATED_FORMATS = frozenset({"GIF", "PNG", "WEBP"})
 _EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> the Pillow transpose that undoes it, by name: Pillow itself is
+# imported only when an image is first decoded (a server that never thumbnails does not
+# hold its ~2 MiB of modules and libraries).
 _TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
 }
+# Transposes that swap width and height.
+_SWAPS_SIDES = frozenset({"TRANSPOSE", "ROTATE_270", "TRANSVERSE", "ROTATE_90"})
 
 
 class ThumbnailError(Exception):
@@ -78,6 +84,8 @@ def thumbnail_type_for(media_type: str) -> str | None:
 
 
 def _open(path: Path, max_pixels: int) -> Image.Image:
+    from PIL import Image
+
     try:
         image = Image.open(path, formats=_PILLOW_FORMATS)
     except Image.DecompressionBombError as e:
@@ -92,11 +100,18 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
 
 
 def _orientation(image: Image.Image) -> Image.Transpose | None:
+    from PIL import Image
+
     try:
         value = image.getexif().get(_EXIF_ORIENTATION)
     except Exception:  # EXIF parsing fails in many ways on odd files; ignore the tag then
         return None
-    return _TRANSPOSE.get(value) if isinstance(value, int) else None
+    name = _TRANSPOSE.get(value) if isinstance(value, int) else None
+    return Image.Transpose[name] if name is not None else None
+
+
+def _swaps_sides(transpose: Image.Transpose | None) -> bool:
+    return transpose is not None and transpose.name in _SWAPS_SIDES
 
 
 def _is_animated(image: Image.Image) -> bool:
@@ -107,12 +122,7 @@ def probe(path: Path, max_pixels: int) -> ImageInfo:
     """Dimensions (as displayed) and kind of an image, from its header only."""
     with _open(path, max_pixels) as image:
         width, height = image.size
-        if _orientation(image) in (
-            Image.Transpose.TRANSPOSE,
-            Image.Transpose.ROTATE_270,
-            Image.Transpose.TRANSVERSE,
-            Image.Transpose.ROTATE_90,
-        ):
+        if _swaps_sides(_orientation(image)):
             width, height = height, width
         may_have_alpha = "A" in image.getbands() or (
             image.mode == "P" and "transparency" in image.info
@@ -214,6 +224,8 @@ def render(
     animated: bool,
 ) -> bytes:
     """The encoded thumbnail: exactly width x height ("scale" callers pass scaled_size)."""
+    from PIL import Image
+
     with _open(path, max_pixels) as image:
         try:
             return _render(image, width, height, method, output_type, animated)
@@ -226,14 +238,11 @@ def render(
 def _render(
     image: Image.Image, width: int, height: int, method: str, output_type: str, animated: bool
 ) -> bytes:
+    from PIL import Image, ImageSequence
+
     transpose = _orientation(image)
     src_w, src_h = image.size
-    if transpose in (
-        Image.Transpose.TRANSPOSE,
-        Image.Transpose.ROTATE_270,
-        Image.Transpose.TRANSVERSE,
-        Image.Transpose.ROTATE_90,
-    ):
+    if _swaps_sides(transpose):
         src_w, src_h = src_h, src_w
 
     if method == "crop":
