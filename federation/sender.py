@@ -206,9 +206,7 @@ class FederationSender:
         try:
             while not self._stopped:
                 if queue.catching_up:
-                    event_ids = await self.sender_store.get_catch_up_events(
-                        destination, self.server_name
-                    )
+                    event_ids = await self.sender_store.get_catch_up_events(destination)
                     events = list((await self.store.get_events(event_ids)).values())
                     queue.pdus = events + [e for e in queue.pdus if e.event_id not in event_ids]
                     queue.catching_up = False

@@ -81,7 +81,10 @@ class FederationSenderStore:
             cursor.execute_batch(
                 "INSERT INTO federation_destination_rooms (destination, room_id, stream_ordering)"
                 " VALUES (?, ?, ?) ON CONFLICT (destination, room_id) DO UPDATE SET"
-                " stream_ordering = excluded.stream_ordering",
+                " stream_ordering = CASE WHEN excluded.stream_ordering"
+                "  > federation_destination_rooms.stream_ordering"
+                "  THEN excluded.stream_ordering"
+                "  ELSE federation_destination_rooms.stream_ordering END",
                 [(d, room_id, stream) for d, stream in sorted(newest.items())],
             )
 
@@ -129,32 +132,23 @@ class FederationSenderStore:
         )
         return [(r[0], int(r[1]), int(r[2])) for r in rows]
 
-    async def get_catch_up_events(self, destination: str, server_name: str) -> Sequence[str]:
-        """For each room the destination is behind in, our newest event there: sending
-        it lets the destination fetch the rest with /get_missing_events."""
-
-        def read(cursor: Cursor) -> list[str]:
-            cursor.execute(
-                "SELECT r.room_id, r.stream_ordering FROM federation_destination_rooms r"
-                " LEFT JOIN federation_destinations d ON d.destination = r.destination"
-                " WHERE r.destination = ?"
-                "  AND r.stream_ordering > COALESCE(d.last_successful_stream_ordering, 0)",
-                (destination,),
-            )
-            event_ids = []
-            for room_id, stream in cursor.fetchall():
-                cursor.execute(
-                    "SELECT event_id FROM events WHERE room_id = ? AND stream_ordering <= ?"
-                    " AND sender LIKE ? AND outlier = FALSE AND rejected_reason IS NULL"
-                    " ORDER BY stream_ordering DESC LIMIT 1",
-                    (room_id, stream, f"%:{server_name}"),
-                )
-                row = cursor.fetchone()
-                if row is not None:
-                    event_ids.append(row[0])
-            return event_ids
-
-        return await self.db.run_interaction("get_catch_up_events", read)
+    async def get_catch_up_events(self, destination: str) -> Sequence[str]:
+        """For each room the destination is behind in, the newest event that was queued
+        for it there: sending it lets the destination fetch the rest with
+        /get_missing_events (answered as history visibility allows). Never an older
+        event of ours: the destination may have joined after it and must not be sent
+        it (that is what a server that joined late would have had in full)."""
+        rows = await self.db.execute(
+            "get_catch_up_events",
+            "SELECT e.event_id FROM federation_destination_rooms r"
+            " JOIN events e ON e.stream_ordering = r.stream_ordering"
+            " LEFT JOIN federation_destinations d ON d.destination = r.destination"
+            " WHERE r.destination = ?"
+            "  AND r.stream_ordering > COALESCE(d.last_successful_stream_ordering, 0)"
+            "  AND e.outlier = FALSE AND e.rejected_reason IS NULL",
+            destination,
+        )
+        return [row[0] for row in rows]
 
     async def add_to_outbox(
         self, outbox_id: int, destination: str, edu_type: str, content: Any

@@ -94,3 +94,35 @@ def test_an_event_goes_only_to_the_servers_in_the_room_at_it(
     joined_at, queued = run_sync(scenario())
     assert joined_at == {0: {"hs.test", "c.test"}, 1: {"hs.test", "b.test"}}
     assert queued == {"c.test": ["before"], "b.test": ["after"]}
+
+
+def test_catch_up_sends_the_newest_event_queued_for_the_destination(
+    database: Any, reactor_thread: Any, run_sync: Any
+) -> None:
+    """A destination that missed transactions is sent the newest event queued for it,
+    never an older one of ours from before it joined (it would have it in full)."""
+    history = History(database)
+    bob = "@bob:b.test"
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        await history.start()
+        room_id = await history.create_room("joined")
+        before = await history.send(room_id, ALICE, "before bob")
+        join = await history.membership(room_id, bob, bob, "join")
+        sender = make_sender(database, reactor_thread)
+        sender.stop()
+        await sender._queue_room_events(room_id, [before])
+        # The join came from b.test's send_join; we pass it on to the room's servers.
+        await sender._queue_room_events(room_id, [join])
+        store = FederationSenderStore(database)
+        first = list(await store.get_catch_up_events("b.test"))
+        after = await history.send(room_id, ALICE, "after bob")
+        await sender._queue_room_events(room_id, [after])
+        await sender._queue_room_events(room_id, [before])  # late, out of order
+        second = list(await store.get_catch_up_events("b.test"))
+        names = {before.event_id: "before", join.event_id: "join", after.event_id: "after"}
+        return [names[e] for e in first], [names[e] for e in second]
+
+    first, second = run_sync(scenario())
+    assert first == ["join"]
+    assert second == ["after"]
