@@ -74,8 +74,8 @@ class FederationSenderStore:
         return await self.db.run_interaction("get_joined_servers_at", read)
 
     async def record_queued(self, room_id: str, newest: Mapping[str, int]) -> None:
-        """Record, per destination, the stream position of our newest event in the room
-        queued for it."""
+        """Record, per destination, the stream position of the newest event in the room
+        queued for it (ours, or one we pass on for another server)."""
 
         def write(cursor: Cursor) -> None:
             cursor.execute_batch(
