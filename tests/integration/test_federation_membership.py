@@ -8,6 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from federation.client import HttpResponseError, federation_path
+from homeserver.events.formats import serialize_for_federation
+from homeserver.events.hashing import make_event
+from homeserver.room_versions import KNOWN_ROOM_VERSIONS
 from tests.integration import federation_helpers
 from tests.integration.federation_harness import (
     call,
@@ -429,3 +432,85 @@ def test_restricted_join_authorised_by_the_resident(federation: Federation) -> N
     refused = call(b, carol, "POST", f"/join/{q(restricted)}?server_name={q(a.server_name)}")
     assert refused.status == 403, refused.body
     assert membership_of(b, carol, restricted) is None
+
+
+def test_send_join_with_omit_members(federation: Federation) -> None:
+    """``omit_members=true``: member events left out of ``state`` (but the heroes' of a
+    room without a name), ``servers_in_room`` given, and ``auth_chain`` still covering
+    every returned event without repeating what ``state`` holds."""
+    a, b = two_servers(federation)
+    alice = register(a, "alice")
+    others = [register(a, name) for name in ("carol", "dave", "erin", "frank", "gina")]
+    named = create_room(a, alice, preset="public_chat", name="Named", room_version="10")
+    unnamed = create_room(a, alice, preset="public_chat", room_version="10")
+    for room_id in (named, unnamed):
+        for user in others:
+            ok(call(a, user, "POST", f"/join/{q(room_id)}"))
+    joining = b.homeserver.remote_membership
+    client = b.homeserver.federation_client
+    joiners = iter(f"@{name}:{b.server_name}" for name in ("bob", "bea", "bill"))
+
+    def send_join(room_id: str, omit: bool) -> tuple[Any, Any]:
+        joiner = next(joiners)  # each a first join: B has no member before it
+
+        async def run() -> tuple[Any, Any]:
+            template, version, _ = await joining._make("join", room_id, joiner, [a.server_name])
+            event = joining._sign_template(template, version, {})
+            answer = await client.put_json(
+                a.server_name,
+                federation_path("/_matrix/federation/v2/send_join/%s/%s", room_id, event.event_id),
+                args={"omit_members": "true" if omit else "false"},
+                data=serialize_for_federation(event),
+            )
+            return event, answer
+
+        return b.run_sync(run())
+
+    def members_in(answer: Any) -> set[str]:
+        return {e["state_key"] for e in answer["state"] if e["type"] == "m.room.member"}
+
+    version = KNOWN_ROOM_VERSIONS["10"]
+
+    def check_auth_chain_covers(event: Any, answer: Any) -> None:
+        """Every returned event's auth events are returned; with omit_members, nothing
+        twice."""
+        state = [make_event(pdu, version) for pdu in answer["state"]]
+        chain = [make_event(pdu, version) for pdu in answer["auth_chain"]]
+        state_ids = {e.event_id for e in state}
+        chain_ids = {e.event_id for e in chain}
+        if answer["members_omitted"]:
+            assert not state_ids & chain_ids
+        for held in [*state, *chain, event]:
+            assert set(held.auth_event_ids) <= state_ids | chain_ids
+
+    everyone = {alice.user_id, *(u.user_id for u in others)}
+    event, reduced = send_join(named, omit=True)
+    assert reduced["members_omitted"] is True
+    assert reduced["servers_in_room"] == [a.server_name]
+    # The member events the other events' auth needs (the creator's...) come in
+    # auth_chain, not in state.
+    assert members_in(reduced) == set()
+    assert {e["type"] for e in reduced["state"]} >= {
+        "m.room.create",
+        "m.room.power_levels",
+        "m.room.join_rules",
+        "m.room.name",
+    }
+    check_auth_chain_covers(event, reduced)
+
+    # Without a name, the heroes' member events (the first five members) are kept.
+    event, heroes = send_join(unnamed, omit=True)
+    assert heroes["members_omitted"] is True
+    assert heroes["servers_in_room"] == [a.server_name]
+    assert members_in(heroes) == {alice.user_id, *(u.user_id for u in others[:4])}
+    check_auth_chain_covers(event, heroes)
+
+    # Without omit_members: every member, B's first joiner too.
+    event, full = send_join(named, omit=False)
+    assert full["members_omitted"] is False
+    assert members_in(full) == everyone | {f"@bob:{b.server_name}"}
+    assert sorted(full["servers_in_room"]) == sorted([a.server_name, b.server_name])
+    check_auth_chain_covers(event, full)
+    assert len(reduced["state"]) + len(reduced["auth_chain"]) < len(full["state"]) + len(
+        full["auth_chain"]
+    )
