@@ -81,6 +81,8 @@ class FederationSender:
         # Outbox IDs grow across restarts: microseconds since the epoch, then one by one.
         self._outbox_ids = itertools.count(int(reactor.seconds() * 1_000_000))
         self._stopped = False
+        # room ID -> (state group, whether another server has a member event there)
+        self._room_servers_cache: dict[str, tuple[int | None, bool]] = {}
 
     # --- feeding the queues -----------------------------------------------------------
 
@@ -92,6 +94,8 @@ class FederationSender:
 
     async def _queue_room_events(self, room_id: str, events: list[Event]) -> None:
         try:
+            if not await self._room_has_other_servers(room_id):
+                return
             # Each event goes to the servers in the room at it, not to those in it by the
             # time we get here: a server that joined since must not be sent what came
             # before its join (it backfills that, redacted as history visibility says).
@@ -126,6 +130,24 @@ class FederationSender:
                 self._kick(destination)
         except Exception:
             logger.exception("could not queue events of %s for federation", room_id)
+
+    async def _room_has_other_servers(self, room_id: str) -> bool:
+        """Whether another server's user has a member event in the room's current state
+        (any membership, so one that has left counts too). Without one, no other server
+        was ever in the room and nothing need be asked of the database: most rooms of
+        most servers, on every message."""
+        head = await self.store.get_room_head(room_id)
+        if head is None:
+            return True
+        cached = self._room_servers_cache.get(room_id)
+        if cached is not None and cached[0] == head.state_group and head.state_group is not None:
+            return cached[1]
+        others = any(
+            event_type == "m.room.member" and _server_of(state_key) != self.server_name
+            for event_type, state_key in head.state
+        )
+        self._room_servers_cache[room_id] = (head.state_group, others)
+        return others
 
     def forward_room_events(self, room_id: str, events: list[Event]) -> None:
         """Queue other servers' events that we took into the room on their behalf
