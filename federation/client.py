@@ -18,32 +18,14 @@ import json
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-import treq
-from OpenSSL import SSL
 from signedjson.types import SigningKey
-from treq.client import HTTPClient
-from twisted.internet import defer, ssl
-from twisted.internet.endpoints import (
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-    wrapClientTLS,
-)
-from twisted.internet.interfaces import (
-    IOpenSSLClientConnectionCreator,
-    IProtocol,
-    IProtocolFactory,
-    IStreamClientEndpoint,
-)
-from twisted.web.client import URI, Agent, HTTPConnectionPool, RedirectAgent
+from twisted.internet import defer
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgentEndpointFactory
-from zope.interface import implementer  # type: ignore[import-untyped]
 
 from federation.discovery import (
-    WELL_KNOWN_MAX_REDIRECTS,
     WELL_KNOWN_MAX_SIZE,
     DiscoveryError,
     Resolver,
@@ -51,17 +33,18 @@ from federation.discovery import (
     WellKnownFetchError,
     WellKnownResolver,
     WellKnownResponse,
-    is_ip_literal,
     split_server_name,
 )
 from federation.ip_filter import IPFilter
 from federation.x_matrix import sign_request
 from homeserver import __version__
 
+if TYPE_CHECKING:
+    from federation.outbound_http import FederationTransport
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
-CONNECT_TIMEOUT_SECONDS = 10.0
 # The scheme of URIs handed to our agent: its netloc is a server name to discover, not a host.
 _SCHEME = b"matrix-federation"
 USER_AGENT = f"Hearth/{__version__}"
@@ -119,138 +102,6 @@ def encode_query(args: Mapping[str, str | Sequence[str]] | None) -> str:
     return urlencode(pairs, quote_via=quote)
 
 
-@implementer(IOpenSSLClientConnectionCreator)
-class _NoVerifyCreator:
-    """TLS without certificate checks (``federation_verify_certificates: false``); still
-    sends SNI so name-based virtual hosts pick the right certificate."""
-
-    def __init__(self, hostname: str) -> None:
-        self._hostname = hostname
-        self._context = ssl.CertificateOptions(verify=False).getContext()
-
-    def clientConnectionForTLS(self, tls_protocol: Any) -> SSL.Connection:
-        connection = SSL.Connection(self._context, None)
-        if not is_ip_literal(self._hostname):
-            connection.set_tlsext_host_name(self._hostname.encode("idna"))
-        connection.set_connect_state()
-        return connection
-
-
-class Connector:
-    """Opens TLS connections to a host and port, checking every address it resolves to
-    against the IP filter before connecting."""
-
-    def __init__(
-        self,
-        reactor: Any,
-        resolver: Resolver,
-        ip_filter: IPFilter,
-        verify_certificates: bool,
-    ) -> None:
-        self._reactor = reactor
-        self._resolver = resolver
-        self._ip_filter = ip_filter
-        self._verify = verify_certificates
-
-    def _tls_creator(self, tls_name: str) -> Any:
-        if self._verify:
-            return ssl.optionsForClientTLS(tls_name)
-        return _NoVerifyCreator(tls_name)
-
-    async def connect(
-        self,
-        label: str,
-        targets: Sequence[tuple[str, int]],
-        tls_name: str,
-        factory: IProtocolFactory,
-    ) -> IProtocol:
-        """Connect ``factory`` to the first target address that is allowed and answers."""
-        blocked: list[str] = []
-        failures: list[str] = []
-        for host, port in targets:
-            addresses = [host] if is_ip_literal(host) else await self._resolver.resolve_host(host)
-            if not addresses:
-                failures.append(f"{host} has no address")
-            for address in addresses:
-                if self._ip_filter.is_blocked(address):
-                    blocked.append(address)
-                    continue
-                endpoint_class = TCP6ClientEndpoint if ":" in address else TCP4ClientEndpoint
-                tcp: Any = endpoint_class(
-                    self._reactor, address, port, timeout=CONNECT_TIMEOUT_SECONDS
-                )
-                endpoint: Any = wrapClientTLS(self._tls_creator(tls_name), tcp)
-                try:
-                    protocol: IProtocol = await endpoint.connect(factory)
-                    return protocol
-                except defer.CancelledError:
-                    raise
-                except Exception as e:
-                    failures.append(f"{address}:{port}: {e}")
-        if blocked and not failures:
-            raise FederationError(
-                label, f"every address ({', '.join(blocked)}) is blocked by ip_range_blacklist"
-            )
-        reasons = failures + [f"{a} blocked by ip_range_blacklist" for a in blocked]
-        raise FederationError(label, "cannot connect: " + "; ".join(reasons or ["no target"]))
-
-
-@implementer(IStreamClientEndpoint)
-class _DeferredEndpoint:
-    def __init__(self, connect: Any) -> None:
-        self._connect = connect
-
-    def connect(self, factory: IProtocolFactory) -> defer.Deferred[IProtocol]:
-        return defer.ensureDeferred(self._connect(factory))
-
-
-@implementer(IAgentEndpointFactory)
-class _FederationEndpointFactory:
-    """Endpoints for ``matrix-federation://<server name>/...``: discovery, then connect."""
-
-    def __init__(self, discovery: ServerDiscovery, connector: Connector) -> None:
-        self._discovery = discovery
-        self._connector = connector
-
-    def endpointForURI(self, uri: URI) -> Any:
-        server_name = uri.netloc.decode("ascii")
-
-        async def connect(factory: IProtocolFactory) -> IProtocol:
-            try:
-                address = await self._discovery.resolve(server_name)
-            except DiscoveryError as e:
-                raise FederationError(server_name, str(e)) from None
-            return await self._connector.connect(
-                server_name, address.targets, address.tls_name, factory
-            )
-
-        return _DeferredEndpoint(connect)
-
-
-@implementer(IAgentEndpointFactory)
-class _WellKnownEndpointFactory:
-    """Endpoints for ``https://<host>/.well-known/matrix/server`` and its redirects."""
-
-    def __init__(self, connector: Connector, well_known_port: int | None) -> None:
-        self._connector = connector
-        self._well_known_port = well_known_port
-
-    def endpointForURI(self, uri: URI) -> Any:
-        host = uri.host.decode("ascii")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        port = uri.port
-        if self._well_known_port is not None and port == 443:
-            port = self._well_known_port
-
-        async def connect(factory: IProtocolFactory) -> IProtocol:
-            if uri.scheme != b"https":
-                raise WellKnownFetchError(f"refusing to follow a redirect to {uri.toBytes()!r}")
-            return await self._connector.connect(host, [(host, port)], host, factory)
-
-        return _DeferredEndpoint(connect)
-
-
 @dataclass(frozen=True)
 class FederationResponse:
     status: int
@@ -282,29 +133,27 @@ class FederationClient:
             frozenset(domain_whitelist) if domain_whitelist is not None else None
         )  # an empty list allows no server at all, as in Synapse
         self._user_agent = user_agent.encode("ascii")
-        connector = Connector(reactor, resolver, ip_filter, verify_certificates)
-        self._pool = pool = HTTPConnectionPool(reactor, persistent=True)
-        pool.maxPersistentPerHost = 5
-        pool.cachedConnectionTimeout = 2 * 60
-        well_known_agent: Any = RedirectAgent(
-            Agent.usingEndpointFactory(
-                reactor, _WellKnownEndpointFactory(connector, well_known_port), pool
-            ),
-            redirectLimit=WELL_KNOWN_MAX_REDIRECTS,
-        )
-        self._well_known_http = HTTPClient(well_known_agent)
         self.discovery = ServerDiscovery(
             resolver, WellKnownResolver(self._fetch_well_known, reactor.seconds)
         )
-        self._http = HTTPClient(
-            Agent.usingEndpointFactory(
-                reactor, _FederationEndpointFactory(self.discovery, connector), pool
+        self._transport_args = (resolver, ip_filter, verify_certificates, well_known_port)
+        self._transport_instance: FederationTransport | None = None
+
+    def _transport(self) -> FederationTransport:
+        """The pool and agents, built on the first request: until then the TLS stack is
+        not loaded at all (see ``homeserver.tls``)."""
+        if self._transport_instance is None:
+            from federation.outbound_http import FederationTransport
+
+            self._transport_instance = FederationTransport(
+                self._reactor, self.discovery, *self._transport_args
             )
-        )
+        return self._transport_instance
 
     async def close(self) -> None:
         """Close the kept-alive connections (at shutdown)."""
-        await self._pool.closeCachedConnections()
+        if self._transport_instance is not None:
+            await self._transport_instance.close()
 
     # --- JSON requests ------------------------------------------------------------------
 
@@ -413,8 +262,10 @@ class FederationClient:
         headers.setRawHeaders(b"Host", [address.host_header.encode("idna")])
         url = f"{_SCHEME.decode()}://{destination}{uri}"
         timeout = DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout
+        from federation import outbound_http
+
         try:
-            response = await self._http.request(
+            response = await self._transport().http.request(
                 method,
                 url,
                 headers=headers,
@@ -427,7 +278,7 @@ class FederationClient:
             if max_size is None:
                 content: bytes = await response.content()
             else:
-                content = await _collect_at_most(destination, response, max_size)
+                content = await outbound_http.collect_at_most(destination, response, max_size)
         except FederationError:
             raise
         except defer.CancelledError:
@@ -443,9 +294,11 @@ class FederationClient:
         return FederationResponse(status, _header_map(response.headers), content)
 
     async def _fetch_well_known(self, hostname: str) -> WellKnownResponse:
+        from federation import outbound_http
+
         url = f"https://{hostname}/.well-known/matrix/server"
         try:
-            response = await self._well_known_http.get(
+            response = await self._transport().well_known_http.get(
                 url,
                 headers=Headers({b"User-Agent": [self._user_agent]}),
                 allow_redirects=False,  # RedirectAgent below follows them, with our limit
@@ -463,7 +316,7 @@ class FederationClient:
                     raise WellKnownFetchError(f"larger than {WELL_KNOWN_MAX_SIZE} bytes")
                 chunks.append(data)
 
-            await treq.collect(response, collect)
+            await outbound_http.collect(response, collect)
         except WellKnownFetchError:
             raise
         except Exception as e:
@@ -474,21 +327,6 @@ class FederationClient:
 
 class ResponseTooLarge(FederationError):
     """The response body is longer than the caller allowed."""
-
-
-async def _collect_at_most(destination: str, response: Any, max_size: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-
-    def collect(data: bytes) -> None:
-        nonlocal size
-        size += len(data)
-        if size > max_size:
-            raise ResponseTooLarge(destination, f"response larger than {max_size} bytes")
-        chunks.append(data)
-
-    await treq.collect(response, collect)
-    return b"".join(chunks)
 
 
 def _header_map(headers: Headers) -> dict[str, str]:

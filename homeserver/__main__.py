@@ -143,6 +143,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve(config: Any) -> int:
+    from homeserver.tls import install_reactor_without_tls
+
+    install_reactor_without_tls()
     from twisted.internet import defer
     from twisted.internet import reactor as global_reactor
 

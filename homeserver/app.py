@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from twisted.internet import defer, ssl
+from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 
 from federation.acl import ServerAclChecker
@@ -63,6 +63,7 @@ from homeserver.notifier import Notifier
 from homeserver.ratelimit import Ratelimiter
 from homeserver.room_services import RoomServices
 from homeserver.server_keys import ServerKeys, load_signing_keys
+from homeserver.tls import load_tls
 from rest import accounts as account_routes
 from rest import health, well_known
 from rest import media as media_routes
@@ -108,6 +109,9 @@ from storage.room_history import RoomHistoryStore
 from storage.schema import prepare_database
 from storage.server_keys import ServerKeyStore
 from storage.sync import SyncStore
+
+if TYPE_CHECKING:
+    from twisted.internet.ssl import CertificateOptions
 
 logger = logging.getLogger(__name__)
 
@@ -595,7 +599,10 @@ class Homeserver:
             port = listening.getHost().port  # later addresses share a random port's number
         return port
 
-    def _tls_context(self) -> ssl.CertificateOptions:
+    def _tls_context(self) -> CertificateOptions:
+        load_tls()
+        from twisted.internet import ssl
+
         cert_path = self.config.tls_certificate_path
         key_path = self.config.tls_private_key_path
         assert cert_path is not None and key_path is not None  # checked by the config loader
@@ -607,7 +614,7 @@ class Homeserver:
                 f"config key 'tls_certificate_path' has value '{cert_path}': expected a PEM "
                 f"certificate matching 'tls_private_key_path' ({e})"
             ) from None
-        options: ssl.CertificateOptions = certificate.options()
+        options: CertificateOptions = certificate.options()
         return options
 
     async def stop(self) -> None:

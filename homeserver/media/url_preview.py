@@ -28,7 +28,7 @@ from twisted.internet.interfaces import (
     IResolutionReceiver,
 )
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, BrowserLikeRedirectAgent, HTTPConnectionPool, ResponseDone
+from twisted.web._newclient import ResponseDone  # twisted.web.client would load TLS
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent
 from zope.interface import implementer  # type: ignore[import-untyped]
@@ -213,15 +213,7 @@ class UrlPreviewer:
         self._policy = AddressPolicy(
             config.url_preview_ip_range_blacklist, config.url_preview_ip_range_whitelist
         )
-        pool = HTTPConnectionPool(reactor, persistent=False)
-        agent = Agent(
-            _BlocklistingReactor(reactor, self._policy),
-            connectTimeout=CONNECT_TIMEOUT_S,
-            pool=pool,
-        )
-        self._agent = BrowserLikeRedirectAgent(
-            cast(IAgent, _LiteralCheckingAgent(agent, self._policy)), redirectLimit=MAX_REDIRECTS
-        )
+        self._agent: Any = None  # Any: IAgent's zope signature is not readable by mypy
         self._cache: LruCache[str, tuple[int, dict[str, Any]]] = LruCache(1000)
 
     async def preview(self, url: str, user_id: str) -> dict[str, Any]:
@@ -267,6 +259,24 @@ class UrlPreviewer:
                 return True
         return False
 
+    def _http_agent(self) -> Any:
+        """Built on the first preview: Twisted's HTTP client loads the TLS stack (see
+        ``homeserver.tls``), which a server nobody asked for a preview does not need."""
+        if self._agent is None:
+            from twisted.web.client import Agent, BrowserLikeRedirectAgent, HTTPConnectionPool
+
+            pool = HTTPConnectionPool(self._reactor, persistent=False)
+            agent = Agent(
+                _BlocklistingReactor(self._reactor, self._policy),
+                connectTimeout=CONNECT_TIMEOUT_S,
+                pool=pool,
+            )
+            self._agent = BrowserLikeRedirectAgent(
+                cast(IAgent, _LiteralCheckingAgent(agent, self._policy)),
+                redirectLimit=MAX_REDIRECTS,
+            )
+        return self._agent
+
     async def _fetch(self, url: str) -> _Fetched:
         headers = Headers(
             {
@@ -276,7 +286,7 @@ class UrlPreviewer:
         )
 
         async def fetch() -> _Fetched:
-            response: Any = await self._agent.request(b"GET", url.encode("ascii"), headers)
+            response: Any = await self._http_agent().request(b"GET", url.encode("ascii"), headers)
             declared = response.length
             limit = self._config.max_spider_size
             if isinstance(declared, int) and declared > limit:

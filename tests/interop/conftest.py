@@ -76,13 +76,13 @@ def extra_synapse(tmp_path: Path) -> Iterator[Callable[[], SynapseServer]]:
 @pytest.fixture
 def hearth_processes(
     tmp_path: Path, db_configs: Callable[[], DatabaseConfig]
-) -> Iterator[Callable[[str], HearthProcess]]:
+) -> Iterator[Callable[..., HearthProcess]]:
     """Hearth servers as processes of the test's own (stopped at its end), on the test's
-    database engine."""
+    database engine; ``make(label, tls=False)`` for one on plain HTTP."""
     started: list[HearthProcess] = []
 
-    def make(label: str) -> HearthProcess:
-        server = HearthProcess(tmp_path / label, db_configs(), **HEARTH_SETTINGS)
+    def make(label: str, tls: bool = True) -> HearthProcess:
+        server = HearthProcess(tmp_path / label, db_configs(), tls=tls, **HEARTH_SETTINGS)
         server.start()
         started.append(server)
         log_sources.append(server)

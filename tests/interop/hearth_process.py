@@ -2,7 +2,8 @@
 server and start it again: a stopped process answers nothing, as a server that is down.
 
 Federation, keys and client on one TLS listener with a self-signed certificate, named
-``127.0.0.1:<port>``, verification off and 127.0.0.1 allowed, as in federation_helpers.
+``127.0.0.1:<port>``, verification off and 127.0.0.1 allowed, as in federation_helpers;
+with ``tls=False``, client and keys on a plain HTTP listener (as behind a reverse proxy).
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class HearthProcess:
-    def __init__(self, directory: Path, database: DatabaseConfig, **settings: Any) -> None:
+    def __init__(
+        self, directory: Path, database: DatabaseConfig, *, tls: bool = True, **settings: Any
+    ) -> None:
         self.directory = directory
+        self.tls = tls
         self.port = free_port()
         self.server_name = f"127.0.0.1:{self.port}"
         self.log_path = directory / "hearth.log"
@@ -38,8 +42,6 @@ class HearthProcess:
         self._process: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
         write_signing_key(directory / "signing.key")
-        cert, key = directory / "tls.crt", directory / "tls.key"
-        write_self_signed_certificate(self.server_name, cert, key)
         config: dict[str, Any] = {
             "server_name": self.server_name,
             "listeners": [
@@ -47,14 +49,14 @@ class HearthProcess:
                     "port": self.port,
                     "bind_addresses": ["127.0.0.1"],
                     "type": "http",
-                    "tls": True,
-                    "resources": [{"names": ["client", "federation", "keys"]}],
+                    "tls": tls,
+                    "resources": [
+                        {"names": ["client", "federation", "keys"] if tls else ["client", "keys"]}
+                    ],
                 }
             ],
             "database": {"name": database.name, "args": dict(database.args)},
             "signing_key_path": str(directory / "signing.key"),
-            "tls_certificate_path": str(cert),
-            "tls_private_key_path": str(key),
             "media_store_path": str(directory / "media"),
             "federation_verify_certificates": False,
             "ip_range_whitelist": ["127.0.0.1/32"],
@@ -63,6 +65,11 @@ class HearthProcess:
             "bcrypt_rounds": 4,
             **settings,
         }
+        if tls:
+            cert, key = directory / "tls.crt", directory / "tls.key"
+            write_self_signed_certificate(self.server_name, cert, key)
+            config["tls_certificate_path"] = str(cert)
+            config["tls_private_key_path"] = str(key)
         self.config_path.write_text(yaml.safe_dump(config))
 
     def start(self, timeout: float = 60.0) -> None:
@@ -82,7 +89,7 @@ class HearthProcess:
                 self._process = None
                 raise RuntimeError(f"Hearth exited with {code} while starting\n{self.log_tail()}")
             try:
-                if self.https("GET", "/_matrix/key/v2/server").status == 200:
+                if self.request("GET", "/_matrix/key/v2/server").status == 200:
                     return
             except OSError:
                 pass
@@ -109,6 +116,11 @@ class HearthProcess:
         text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
         return f"--- {self.log_path} ---\n" + "\n".join(text)
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "not running"
+        return self._process.pid
+
     def https(
         self,
         method: str,
@@ -116,12 +128,26 @@ class HearthProcess:
         body: bytes | dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> HttpResult:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        connection = http.client.HTTPSConnection(
-            "127.0.0.1", self.port, timeout=60, context=context
-        )
+        assert self.tls, "this server listens on plain HTTP"
+        return self.request(method, path, body, headers)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> HttpResult:
+        connection: http.client.HTTPConnection
+        if self.tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            connection = http.client.HTTPSConnection(
+                "127.0.0.1", self.port, timeout=60, context=context
+            )
+        else:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         try:
             payload = json.dumps(body).encode() if isinstance(body, dict) else body
             connection.request(method, path, body=payload, headers=headers or {})
