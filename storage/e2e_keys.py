@@ -150,20 +150,19 @@ class E2EKeyStore:
         )
         return json.loads(rows[0][0]) if rows else None
 
-    async def count_one_time_keys(self, user_id: str, device_id: str) -> dict[str, int]:
-        return await self.db.run_interaction(
-            "count_e2e_one_time_keys", _count_one_time_keys_txn, user_id, device_id
-        )
+    async def get_key_counts(
+        self, user_id: str, device_id: str
+    ) -> tuple[dict[str, int], list[str]]:
+        """The device's one-time key counts by algorithm (``signed_curve25519`` always
+        there) and its unused fallback key algorithms, in one transaction (every /sync)."""
 
-    async def get_unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
-        rows = await self.db.execute(
-            "unused_fallback_key_types",
-            "SELECT algorithm FROM e2e_fallback_keys"
-            " WHERE user_id = ? AND device_id = ? AND NOT used ORDER BY algorithm",
-            user_id,
-            device_id,
-        )
-        return [row[0] for row in rows]
+        def txn(cursor: Cursor) -> tuple[dict[str, int], list[str]]:
+            return (
+                _count_one_time_keys_txn(cursor, user_id, device_id),
+                _unused_fallback_key_types_txn(cursor, user_id, device_id),
+            )
+
+        return await self.db.run_interaction("sync_e2e_key_counts", txn)
 
     async def claim(
         self, wanted: Sequence[tuple[str, str, str]]
@@ -401,6 +400,15 @@ def _count_one_time_keys_txn(cursor: Cursor, user_id: str, device_id: str) -> di
     # Clients read a missing count as "unknown" and some upload nothing then: always say 0.
     counts.setdefault("signed_curve25519", 0)
     return counts
+
+
+def _unused_fallback_key_types_txn(cursor: Cursor, user_id: str, device_id: str) -> list[str]:
+    cursor.execute(
+        "SELECT algorithm FROM e2e_fallback_keys"
+        " WHERE user_id = ? AND device_id = ? AND NOT used ORDER BY algorithm",
+        (user_id, device_id),
+    )
+    return [row[0] for row in cursor.fetchall()]
 
 
 class DeviceKeysCleanup:

@@ -92,6 +92,9 @@ class EventStore:
         self._heads: LruCache[str, RoomHead] = LruCache(2_000)
         self._room_versions: LruCache[str, RoomVersion] = LruCache(50_000)
         self._group_states: LruCache[int, StateMap] = LruCache(500)
+        # An event's state group never changes once it has one (an outlier gains one when
+        # it joins the timeline), so these entries never go stale.
+        self._event_groups: LruCache[str, int] = LruCache(10_000)
         # Backfilled events take stream orderings below every other event's, counting
         # down from here, so /sync (which reads forwards from its token) never sees
         # history arrive as if it were new.
@@ -219,6 +222,29 @@ class EventStore:
             self._group_states.set(group_id, state)
             return dict(state)
         return dict(cached)
+
+    def cached_event(self, event_id: str) -> Event | None:
+        return self._events.get(event_id)
+
+    def cached_state_group(self, event_id: str) -> int | None:
+        """The state group of ``event_id`` if this process knows it without a query."""
+        return self._event_groups.get(event_id)
+
+    def remember_state_groups(self, groups: Mapping[str, int]) -> None:
+        for event_id, group in groups.items():
+            self._event_groups.set(event_id, group)
+
+    def cached_group_state(self, group_id: int, room_id: str) -> StateMap | None:
+        """The whole state of group ``group_id`` (of room ``room_id``) if this process holds
+        it: a recently read or written group, or the room's current one. Not a copy: the
+        caller must not change it."""
+        state = self._group_states.get(group_id)
+        if state is not None:
+            return state
+        head = self._heads.get(room_id)
+        if head is not None and head.state_group == group_id:
+            return head.state
+        return None
 
     async def get_redacting_events(self, event_ids: Sequence[str]) -> dict[str, str]:
         """For each of ``event_ids`` that was redacted, the ID of a redaction of it."""
@@ -351,9 +377,11 @@ class EventStore:
         finally:
             if not backfilled:
                 self.stream_ids.finished(stream_ids)
-        for event, stream_ordering in zip(events, stream_ids, strict=True):
+        for event, stream_ordering, group in zip(events, stream_ids, plan.groups, strict=True):
             event.internal_metadata["stream_ordering"] = stream_ordering
             self._events.set(event.event_id, event)
+            if group is not None:
+                self._event_groups.set(event.event_id, group)
         self._heads.set(room_id, result.head)
         if new_room is not None:
             self._room_versions.set(room_id, new_room.room_version)

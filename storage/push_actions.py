@@ -97,13 +97,13 @@ class PushActionStore:
             return 0
         return positions.position(thread_id or MAIN_THREAD)
 
-    async def count_unread(
-        self, user_id: str, positions: Mapping[str, ReadPositions]
+    async def count_unread_after_receipts(
+        self, user_id: str, room_ids: Sequence[str]
     ) -> dict[str, dict[str, tuple[int, int]]]:
-        """(notifications, highlights) per room and thread, after each read position.
-        ``positions`` names every room to count (an empty ReadPositions: from the start)."""
+        """``count_unread`` after the user's ``read_positions`` in ``room_ids``, read in the
+        same transaction (one round trip on every /sync)."""
         return await self.db.run_interaction(
-            "count_unread_notifications", _count_unread, user_id, dict(positions)
+            "count_unread_after_receipts", _count_unread_after_receipts, user_id, list(room_ids)
         )
 
     async def get_notifications(
@@ -188,6 +188,15 @@ def _read_positions(cursor: Cursor, user_id: str, room_ids: list[str]) -> dict[s
         room_id: ReadPositions(unthreaded.get(room_id, 0), threads.get(room_id, {}))
         for room_id in set(unthreaded) | set(threads)
     }
+
+
+def _count_unread_after_receipts(
+    cursor: Cursor, user_id: str, room_ids: list[str]
+) -> dict[str, dict[str, tuple[int, int]]]:
+    positions = _read_positions(cursor, user_id, room_ids)
+    return _count_unread(
+        cursor, user_id, {room_id: positions.get(room_id, ReadPositions()) for room_id in room_ids}
+    )
 
 
 def _count_unread(

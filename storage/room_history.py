@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.events.model import Event, StateKey
+from homeserver.util.caches import LruCache
 from storage.engine import Cursor, Database
 from storage.events import EventStore
 from storage.state import StateMap, read_state_groups
@@ -20,6 +21,8 @@ from storage.state import StateMap, read_state_groups
 Position = tuple[int, int]
 
 _CHUNK = 500
+# A cached "no entry for this key in this group" (LruCache holds no None).
+_ABSENT = ""
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class RoomHistoryStore:
     def __init__(self, db: Database, events: EventStore) -> None:
         self.db = db
         self.events = events
+        # (state group, state key) -> the event ID there, or _ABSENT: a group never changes.
+        self._group_entries: LruCache[tuple[int, StateKey], str] = LruCache(20_000)
 
     async def paginate(
         self,
@@ -119,12 +124,57 @@ class RoomHistoryStore:
         self, event_ids: Collection[str], keys: Iterable[StateKey]
     ) -> tuple[dict[str, int], dict[int, StateMap]]:
         """``get_state_groups`` and then ``get_state_for_groups`` of those groups for
-        ``keys``, in one transaction: one round trip on every /sync and /messages."""
+        ``keys``, in one transaction: one round trip on every /sync and /messages, none
+        when this process already knows the answer (see ``cached_state_at_events``)."""
         if not event_ids:
             return {}, {}
-        return await self.db.run_interaction(
-            "get_state_at_events", _state_at_events, list(event_ids), sorted(set(keys))
+        key_list = sorted(set(keys))
+        cached = self.cached_state_at_events(event_ids, key_list)
+        if cached is not None:
+            return cached
+        groups, group_state = await self.db.run_interaction(
+            "get_state_at_events", _state_at_events, list(event_ids), key_list
         )
+        self.events.remember_state_groups(groups)
+        for group, state in group_state.items():
+            for key in key_list:
+                self._group_entries.set((group, key), state.get(key, _ABSENT))
+        return groups, group_state
+
+    def cached_state_at_events(
+        self, event_ids: Collection[str], keys: Sequence[StateKey]
+    ) -> tuple[dict[str, int], dict[int, StateMap]] | None:
+        """What ``get_state_at_events`` answers, if every part of it is known in this
+        process: the events' state groups and those groups' entries are immutable."""
+        groups: dict[str, int] = {}
+        group_state: dict[int, StateMap] = {}
+        rooms: dict[int, str] = {}
+        for event_id in event_ids:
+            group = self.events.cached_state_group(event_id)
+            if group is None:
+                return None
+            groups[event_id] = group
+            if group not in rooms:
+                event = self.events.cached_event(event_id)
+                if event is None:
+                    return None
+                rooms[group] = event.room_id
+        for group, room_id in rooms.items():
+            state: StateMap = {}
+            whole = None
+            for key in keys:
+                entry = self._group_entries.get((group, key))
+                if entry is None:
+                    if whole is None:
+                        whole = self.events.cached_group_state(group, room_id)
+                        if whole is None:
+                            return None
+                    entry = whole.get(key, _ABSENT)
+                    self._group_entries.set((group, key), entry)
+                if entry != _ABSENT:
+                    state[key] = entry
+            group_state[group] = state
+        return groups, group_state
 
     async def get_state_for_groups(
         self, groups: Collection[int], keys: Iterable[StateKey], types: Iterable[str] = ()

@@ -78,6 +78,8 @@ class SyncStore:
     ) -> dict[str, list[str]]:
         """For each room, the IDs of up to ``limit`` newest events in (after, upto], oldest
         first. Rejected events and outliers are never part of a timeline."""
+        if not room_ids:
+            return {}
         return await self.db.run_interaction(
             "sync_recent_events", _recent_events, sorted(room_ids), after, upto, limit
         )
@@ -89,6 +91,8 @@ class SyncStore:
         )
 
     async def get_member_summaries(self, room_ids: Collection[str]) -> dict[str, MemberSummary]:
+        if not room_ids:
+            return {}
         return await self.db.run_interaction(
             "sync_member_summaries", _member_summaries, sorted(room_ids)
         )

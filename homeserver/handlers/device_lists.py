@@ -119,12 +119,9 @@ class DeviceListHandler:
             changed, left = await self.get_changes(requester.user_id, since, now)
             section["device_lists"] = {"changed": changed, "left": left}
         if requester.device_id is not None:
-            section["device_one_time_keys_count"] = await self.keys.count_one_time_keys(
+            counts, fallback_types = await self.keys.get_key_counts(
                 requester.user_id, requester.device_id
             )
-            section[
-                "device_unused_fallback_key_types"
-            ] = await self.keys.get_unused_fallback_key_types(
-                requester.user_id, requester.device_id
-            )
+            section["device_one_time_keys_count"] = counts
+            section["device_unused_fallback_key_types"] = fallback_types
         return section

@@ -23,6 +23,7 @@ from homeserver.handlers.push_rules import PushRulesHandler
 from homeserver.handlers.serialize import EventSerializer
 from homeserver.notifier import RoomEventsNotice
 from homeserver.push.evaluator import PushContext, evaluate, read_actions
+from homeserver.util.caches import LruCache
 from storage.events import EventStore
 from storage.push_actions import MAIN_THREAD, PushActionRow, PushActionStore, ReadPositions
 
@@ -79,6 +80,9 @@ class NotificationCounter:
         self._local_suffix = ":" + server_name
         # room ID -> the work queued for it (always succeeds: failures are logged).
         self._pending: dict[str, defer.Deferred[None]] = {}
+        # room ID -> (state group, its joined members): read again only when the room's
+        # state changes, not on every message.
+        self._joined: LruCache[str, tuple[int, list[tuple[str, str]]]] = LruCache(1_000)
 
     # --- the event path ---------------------------------------------------------------
 
@@ -129,7 +133,7 @@ class NotificationCounter:
         if not events:
             return
         redacted = [e.redacts for e in events if e.type == "m.room.redaction" and e.redacts]
-        members = await self.store.get_joined_members(room_id)
+        members = await self._joined_members(room_id)
         member_count = len(members)
         member_events = {user_id: event_id for user_id, event_id in members}
         local = [user_id for user_id in member_events if self._is_local(user_id)]
@@ -196,6 +200,31 @@ class NotificationCounter:
                         )
                     )
         await self.store.store_actions(rows, redacted, self.now_ms())
+
+    async def _joined_members(self, room_id: str) -> list[tuple[str, str]]:
+        """(user ID, membership event ID) of the room's joined members, now: from the
+        room's current state (its member events' memberships never change)."""
+        head = await self.event_store.get_room_head(room_id)
+        if head is None or head.state_group is None:
+            return await self.store.get_joined_members(room_id)
+        cached = self._joined.get(room_id)
+        if cached is not None and cached[0] == head.state_group:
+            return cached[1]
+        member_events = {
+            state_key: event_id
+            for (event_type, state_key), event_id in head.state.items()
+            if event_type == "m.room.member"
+        }
+        events = await self.event_store.get_events(member_events.values())
+        if len(events) < len(member_events):
+            return await self.store.get_joined_members(room_id)
+        members = [
+            (user_id, event_id)
+            for user_id, event_id in member_events.items()
+            if events[event_id].membership == "join"
+        ]
+        self._joined.set(room_id, (head.state_group, members))
+        return members
 
     async def _display_names(
         self, user_ids: Sequence[str], member_events: Mapping[str, str]
@@ -266,10 +295,7 @@ class NotificationCounter:
         if not rooms:
             return {}
         await self.wait_for_pending(rooms)
-        positions = await self.store.read_positions(user_id, rooms)
-        counted = await self.store.count_unread(
-            user_id, {room_id: positions.get(room_id, ReadPositions()) for room_id in rooms}
-        )
+        counted = await self.store.count_unread_after_receipts(user_id, rooms)
         result: dict[str, tuple[JsonDict, dict[str, JsonDict]]] = {}
         for room_id in rooms:
             per_thread = counted.get(room_id, {})

@@ -318,9 +318,18 @@ class SyncHandler:
                 request, room_ids, full_rooms, timelines, since_events
             )
 
+        # The summary (heroes, member counts) may be left out where it has not changed
+        # (spec), as Synapse does: only where membership can have moved since the token.
+        summary_rooms = [
+            room_id
+            for room_id in room_ids
+            if room_id in full_rooms
+            or timelines[room_id].limited
+            or any(e.type == "m.room.member" for e in timelines[room_id].window)
+        ]
         state_sections, summaries, counts, timelines_json = await gather(
             state_sections_at_gaps(),
-            self.sync_store.get_member_summaries(room_ids),
+            self.sync_store.get_member_summaries(summary_rooms),
             self.sections.unread_counts(user_id, room_ids)
             if self.sections.unread_counts is not None
             else value({}),

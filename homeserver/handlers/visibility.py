@@ -19,7 +19,10 @@ Synapse's refinements:
 
 The cost is a handful of queries per call whatever the number of events: the events'
 state groups, the two state entries that matter in each distinct group, the events those
-entries name, and the user's memberships in the rooms involved.
+entries name, and the user's memberships in the rooms involved. State groups never change,
+so the first two are often known in memory already (always for events this process just
+wrote to a room whose state it holds); then the memberships are read only if an event's
+visibility depends on when the user last joined.
 """
 
 from __future__ import annotations
@@ -79,14 +82,21 @@ async def filter_events_for_user(
         return []
     store = history.events
     in_timeline = [e for e in candidates if not e.internal_metadata.get("outlier")]
+    in_timeline_ids = [e.event_id for e in in_timeline]
     member_key = ("m.room.member", user_id)
-    # The state at the events and the user's membership history are independent reads.
-    (groups, group_state), memberships = await gather(
-        history.get_state_at_events(
-            [e.event_id for e in in_timeline], [HISTORY_VISIBILITY_KEY, member_key]
-        ),
-        history.get_memberships(user_id, {e.room_id for e in in_timeline}),
-    )
+    state_keys = [HISTORY_VISIBILITY_KEY, member_key]
+    memberships: dict[str, list[MembershipRecord]] | None = None
+    known = history.cached_state_at_events(in_timeline_ids, state_keys)
+    if known is not None:
+        # The usual case for new events: the user's membership history is read below
+        # only if an event's fate depends on when they last joined.
+        groups, group_state = known
+    else:
+        # The state at the events and the user's membership history are independent reads.
+        (groups, group_state), memberships = await gather(
+            history.get_state_at_events(in_timeline_ids, state_keys),
+            history.get_memberships(user_id, {e.room_id for e in in_timeline}),
+        )
     # The state events those entries name, and what each own-membership or visibility
     # event replaced (its "before").
     needed: set[str] = set()
@@ -98,15 +108,13 @@ async def filter_events_for_user(
             if isinstance(replaced, str):
                 needed.add(replaced)
     state_events = await store.get_events(needed) if needed else {}
-    last_join = {room_id: _last_join(records) for room_id, records in memberships.items()}
 
-    visible = []
+    decisions: list[bool | Position] = []
     for event in candidates:
         if event.internal_metadata.get("outlier"):
             # No state to judge by: only the user's own out-of-band membership (an invite
             # over federation, its rejection) is theirs to see.
-            if _is_own_membership(event, user_id):
-                visible.append(event)
+            decisions.append(_is_own_membership(event, user_id))
             continue
         group = groups.get(event.event_id)
         state = group_state.get(group, {}) if group is not None else {}
@@ -116,7 +124,23 @@ async def filter_events_for_user(
             _visibility_of(state_events.get(visibility_event) if visibility_event else None),
             _membership_of(state_events.get(member_event) if member_event else None),
         )
-        if _allowed(event, user_id, at, state_events, last_join.get(event.room_id)):
+        decisions.append(_decide(event, user_id, at, state_events))
+    pending = [
+        e.room_id for e, d in zip(candidates, decisions, strict=True) if not isinstance(d, bool)
+    ]
+    if pending and memberships is None:
+        memberships = await history.get_memberships(user_id, set(pending))
+    last_join = {
+        room_id: _last_join(records) for room_id, records in (memberships or {}).items()
+    }
+    visible = []
+    for event, decision in zip(candidates, decisions, strict=True):
+        if isinstance(decision, bool):
+            allowed = decision
+        else:
+            joined = last_join.get(event.room_id)
+            allowed = joined is not None and joined > decision
+        if allowed:
             visible.append(event)
     return visible
 
@@ -135,13 +159,14 @@ def _last_join(records: Sequence[MembershipRecord]) -> Position | None:
     return max(joins) if joins else None
 
 
-def _allowed(
+def _decide(
     event: Event,
     user_id: str,
     at: _StateAt,
     state_events: dict[str, Event],
-    last_join: Position | None,
-) -> bool:
+) -> bool | Position:
+    """Whether the user may see ``event``, or, where that depends on whether they joined
+    the room after it (``shared``), the event's position to compare their last join with."""
     visibility = at.visibility
     if event.type == HISTORY_VISIBILITY_KEY[0] and event.state_key == "":
         replaced = event.unsigned.get("replaces_state")
@@ -166,7 +191,7 @@ def _allowed(
     if membership == "join":
         return True
     if visibility == "shared":
-        return last_join is not None and last_join > position_of(event)
+        return position_of(event)
     if visibility == "invited":
         return membership == "invite"
     return False

@@ -151,6 +151,36 @@ def test_initial_then_incremental_sync(hs: RunningHomeserver) -> None:
     assert room_id not in third["rooms"].get("join", {})
 
 
+def test_incremental_summary_only_when_membership_can_have_changed(
+    hs: RunningHomeserver,
+) -> None:
+    alice = hs.register_user("alice")
+    bob = hs.register_user("bob")
+    carol = hs.register_user("carol")
+    room_id = create_room(hs, alice)
+    member_action(hs, bob, room_id, "join")
+    since = sync(hs, bob)["next_batch"]
+
+    send(hs, alice, room_id, "no membership change")
+    quiet = sync(hs, bob, since=since)
+    # Unchanged, so left out (the spec allows it; Synapse does the same).
+    assert "summary" not in quiet["rooms"]["join"][room_id]
+
+    member_action(hs, carol, room_id, "join")
+    joined = sync(hs, bob, since=quiet["next_batch"])
+    summary = joined["rooms"]["join"][room_id]["summary"]
+    assert summary["m.joined_member_count"] == 3
+    assert set(summary["m.heroes"]) == {alice.user_id, carol.user_id}
+
+    # A gap in the timeline may hide a membership change: the summary is sent again.
+    for n in range(12):
+        send(hs, alice, room_id, f"filler {n}")
+    gappy = sync(hs, bob, since=joined["next_batch"])
+    room = gappy["rooms"]["join"][room_id]
+    assert room["timeline"]["limited"] is True
+    assert room["summary"]["m.joined_member_count"] == 3
+
+
 def test_long_poll_wakes_on_a_message_and_times_out_otherwise(hs: RunningHomeserver) -> None:
     alice = hs.register_user("alice")
     bob = hs.register_user("bob")
