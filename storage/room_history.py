@@ -148,25 +148,23 @@ class RoomHistoryStore:
         process: the events' state groups and those groups' entries are immutable."""
         groups: dict[str, int] = {}
         group_state: dict[int, StateMap] = {}
-        rooms: dict[int, str] = {}
         for event_id in event_ids:
             group = self.events.cached_state_group(event_id)
             if group is None:
                 return None
             groups[event_id] = group
-            if group not in rooms:
-                event = self.events.cached_event(event_id)
-                if event is None:
-                    return None
-                rooms[group] = event.room_id
-        for group, room_id in rooms.items():
+            if group in group_state:
+                continue
             state: StateMap = {}
-            whole = None
+            whole: StateMap | None = None
             for key in keys:
                 entry = self._group_entries.get((group, key))
                 if entry is None:
                     if whole is None:
-                        whole = self.events.cached_group_state(group, room_id)
+                        # The room's current group (its head) or a recently used one.
+                        event = self.events.cached_event(event_id)
+                        if event is not None:
+                            whole = self.events.cached_group_state(group, event.room_id)
                         if whole is None:
                             return None
                     entry = whole.get(key, _ABSENT)

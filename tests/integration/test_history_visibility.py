@@ -181,3 +181,37 @@ def test_many_events_are_checked_in_a_few_queries(database: Database, run_sync: 
         assert len(calls) <= 8, calls
 
     run_sync(scenario(), timeout=120)
+
+
+@pytest.mark.parametrize("visibility", sorted(EXPECTED_BOB))
+def test_state_known_in_memory_matches_the_database(
+    database: Database, run_sync: Any, visibility: str
+) -> None:
+    """The process that wrote the room answers from memory; a fresh one (as after a
+    restart) from the database: the same state at every event, the same verdicts."""
+
+    async def scenario() -> None:
+        writer = History(database)
+        await writer.start()
+        _, events = await invite_join_leave_room(writer, visibility)
+        timeline = list(events.values())
+        ids = [e.event_id for e in timeline]
+        keys = [("m.room.history_visibility", ""), ("m.room.member", BOB)]
+        in_memory = writer.history.cached_state_at_events(ids, keys)
+        assert in_memory is not None  # everything was written by this process
+
+        fresh = History(database)
+        await fresh.start()
+        assert fresh.history.cached_state_at_events(ids, keys) is None
+        from_database = await fresh.history.get_state_at_events(ids, keys)
+        assert from_database == in_memory
+        # Read once, the answer is then known in memory.
+        assert fresh.history.cached_state_at_events(ids, keys) == from_database
+
+        by_filter, _ = EXPECTED_BOB[visibility]
+        for h in (writer, History(database)):
+            visible = await filter_events_for_user(h.history, BOB, timeline)
+            bodies_seen = [e.content["body"] for e in visible if e.type == "m.room.message"]
+            assert bodies_seen == by_filter
+
+    run_sync(scenario())
