@@ -140,6 +140,7 @@ class Homeserver:
         self.in_flight = InFlightRequests()
         # Connects lazily: nothing touches the database before start().
         self.database: Database | None = create_database(config.database, reactor)
+        self.database.leave_closing_to_owner()  # stop() closes it, after the last writes
         # Accounts, devices, profiles and the access-token authenticator. NoRoomsYet: profile
         # changes and deactivations do not reach room memberships until the rooms core does.
         self.accounts = AccountServices(

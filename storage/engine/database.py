@@ -137,6 +137,15 @@ class Database:
 
         return await self.run_interaction(desc, interaction)
 
+    def leave_closing_to_owner(self) -> None:
+        """Do not close at reactor shutdown: the owner's own shutdown closes this database
+        after its last writes (which the shutdown would otherwise refuse, as both run as
+        "before shutdown" triggers at once)."""
+        if self._shutdown_trigger is not None and not self._closing_at_shutdown:
+            core = cast(_ReactorCore, self._reactor)
+            core.removeSystemEventTrigger(self._shutdown_trigger)
+            self._shutdown_trigger = None
+
     async def close(self) -> None:
         """Refuse new transactions, let running ones finish, then close every connection."""
         if self._closed:
@@ -165,8 +174,9 @@ class Database:
                 # The reactor never ran; the pool never started.
                 core.removeSystemEventTrigger(self._start_trigger)
                 self._start_trigger = None
-            if not self._closing_at_shutdown:
+            if not self._closing_at_shutdown and self._shutdown_trigger is not None:
                 core.removeSystemEventTrigger(self._shutdown_trigger)
+                self._shutdown_trigger = None
             waiters, self._close_waiters = self._close_waiters, []
             for d in waiters:
                 d.callback(None)
