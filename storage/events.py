@@ -95,6 +95,10 @@ class EventStore:
         # An event's state group never changes once it has one (an outlier gains one when
         # it joins the timeline), so these entries never go stale.
         self._event_groups: LruCache[str, int] = LruCache(10_000)
+        # room ID -> stream ordering of the newest event this process wrote there; every
+        # event above _changes_floor (the newest at start) was written by this process.
+        self._room_latest: dict[str, int] = {}
+        self._changes_floor: int | None = None
         # Backfilled events take stream orderings below every other event's, counting
         # down from here, so /sync (which reads forwards from its token) never sees
         # history arrive as if it were new.
@@ -116,6 +120,8 @@ class EventStore:
         stream, group = await self.db.run_interaction("load_stream_positions", read)
         self.stream_ids = StreamIdGenerator(max(0, stream))
         self._next_state_group = group + 1
+        self._room_latest.clear()
+        self._changes_floor = max(0, stream)
 
     # --- reading ----------------------------------------------------------------------
 
@@ -222,6 +228,15 @@ class EventStore:
             self._group_states.set(group_id, state)
             return dict(state)
         return dict(cached)
+
+    def rooms_changed_since(self, room_ids: Iterable[str], after: int) -> set[str] | None:
+        """Which of ``room_ids`` may have events after stream position ``after`` (a room
+        whose newest event is later is included even if none is in a given range), or
+        None if this process cannot tell (``after`` is from before it started)."""
+        floor = self._changes_floor
+        if floor is None or after < floor:
+            return None
+        return {r for r in room_ids if self._room_latest.get(r, floor) > after}
 
     def cached_event(self, event_id: str) -> Event | None:
         return self._events.get(event_id)
@@ -377,6 +392,9 @@ class EventStore:
         finally:
             if not backfilled:
                 self.stream_ids.finished(stream_ids)
+        if not backfilled and stream_ids:
+            latest = self._room_latest.get(room_id, 0)
+            self._room_latest[room_id] = max(latest, *stream_ids)
         for event, stream_ordering, group in zip(events, stream_ids, plan.groups, strict=True):
             event.internal_metadata["stream_ordering"] = stream_ordering
             self._events.set(event.event_id, event)

@@ -279,12 +279,16 @@ class SyncHandler:
                     room_account_data.setdefault(room_id, []).extend(events)
             return room_account_data
 
+        async def rooms_changed() -> set[str]:
+            if since_room is None:
+                return set()
+            known = self.store.rooms_changed_since(room_ids, since_room)
+            if known is not None:
+                return known
+            return await self.sync_store.get_rooms_changed(since_room, upto)
+
         ephemeral, room_account_data, changed = await gather(
-            ephemeral_section(),
-            room_account_data_section(),
-            self.sync_store.get_rooms_changed(since_room, upto)
-            if since_room is not None
-            else value(set()),
+            ephemeral_section(), room_account_data_section(), rooms_changed()
         )
         if since_room is not None:
             room_ids = [
