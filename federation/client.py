@@ -278,7 +278,11 @@ class FederationClient:
             if max_size is None:
                 content: bytes = await response.content()
             else:
-                content = await outbound_http.collect_at_most(destination, response, max_size)
+                content = await outbound_http.collect_at_most(
+                    response,
+                    max_size,
+                    lambda: ResponseTooLarge(destination, f"response larger than {max_size} bytes"),
+                )
         except FederationError:
             raise
         except defer.CancelledError:
@@ -306,22 +310,15 @@ class FederationClient:
                 unbuffered=True,
                 reactor=self._reactor,
             )
-            chunks: list[bytes] = []
-            size = 0
-
-            def collect(data: bytes) -> None:
-                nonlocal size
-                size += len(data)
-                if size > WELL_KNOWN_MAX_SIZE:
-                    raise WellKnownFetchError(f"larger than {WELL_KNOWN_MAX_SIZE} bytes")
-                chunks.append(data)
-
-            await outbound_http.collect(response, collect)
+            body = await outbound_http.collect_at_most(
+                response,
+                WELL_KNOWN_MAX_SIZE,
+                lambda: WellKnownFetchError(f"larger than {WELL_KNOWN_MAX_SIZE} bytes"),
+            )
         except WellKnownFetchError:
             raise
         except Exception as e:
             raise WellKnownFetchError(_describe(e)) from None
-        body = b"".join(chunks)
         return WellKnownResponse(int(response.code), _header_map(response.headers), body)
 
 

@@ -8,7 +8,7 @@ does not need; ``FederationClient`` imports it on its first outbound request.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import treq
@@ -30,7 +30,7 @@ from twisted.web.client import URI, Agent, HTTPConnectionPool, RedirectAgent
 from twisted.web.iweb import IAgentEndpointFactory, IResponse
 from zope.interface import implementer  # type: ignore[import-untyped]
 
-from federation.client import FederationError, ResponseTooLarge
+from federation.client import FederationError
 from federation.discovery import (
     WELL_KNOWN_MAX_REDIRECTS,
     DiscoveryError,
@@ -213,12 +213,11 @@ class FederationTransport:
         await self._pool.closeCachedConnections()
 
 
-async def collect(response: IResponse, on_data: Any) -> None:
-    """Feed the body of an unbuffered response to ``on_data``, chunk by chunk."""
-    await treq.collect(response, on_data)
-
-
-async def collect_at_most(destination: str, response: IResponse, max_size: int) -> bytes:
+async def collect_at_most(
+    response: IResponse, max_size: int, too_large: Callable[[], Exception]
+) -> bytes:
+    """The body of an unbuffered response; ``too_large()`` is raised as soon as it passes
+    ``max_size`` bytes, so a huge body is never held in memory whole."""
     chunks: list[bytes] = []
     size = 0
 
@@ -226,7 +225,7 @@ async def collect_at_most(destination: str, response: IResponse, max_size: int) 
         nonlocal size
         size += len(data)
         if size > max_size:
-            raise ResponseTooLarge(destination, f"response larger than {max_size} bytes")
+            raise too_large()
         chunks.append(data)
 
     await treq.collect(response, on_data)
