@@ -195,3 +195,28 @@ def test_certificates_are_verified_when_asked(
             a.run_sync(client.get_json(f"127.0.0.1:{b.port}", "/_matrix/key/v2/server"))
     finally:
         a.run_sync(client.close())
+
+
+def test_bodies_over_their_limit_are_refused(
+    federation: Federation, well_known: tuple[WellKnownFiles, int]
+) -> None:
+    from federation.client import ResponseTooLarge
+    from federation.discovery import WELL_KNOWN_MAX_SIZE
+
+    a, b, files, port = _setup(federation, well_known)
+    # An oversized .well-known is a failed lookup, not a delegation: c.test's SRV record
+    # (to B) is used instead of the delegation the file names.
+    padding = "x" * WELL_KNOWN_MAX_SIZE
+    files.files["c.test"] = json.dumps({"m.server": "nowhere.test:1", "pad": padding}).encode()
+    client = _client(a, port, b)
+    try:
+        document = a.run_sync(client.get_json("c.test", "/_matrix/key/v2/server"))
+        assert document["server_name"] == "b.test"
+
+        path = "/_matrix/key/v2/server"
+        whole = a.run_sync(client.request("GET", "b.test", path, max_size=1_000_000))
+        assert json.loads(whole.body)["server_name"] == "b.test"
+        with pytest.raises(ResponseTooLarge):
+            a.run_sync(client.request("GET", "b.test", path, max_size=len(whole.body) - 1))
+    finally:
+        a.run_sync(client.close())
