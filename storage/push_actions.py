@@ -100,8 +100,9 @@ class PushActionStore:
     async def count_unread_after_receipts(
         self, user_id: str, room_ids: Sequence[str]
     ) -> dict[str, dict[str, tuple[int, int]]]:
-        """``count_unread`` after the user's ``read_positions`` in ``room_ids``, read in the
-        same transaction (one round trip on every /sync)."""
+        """(notifications, highlights) per room and thread of ``room_ids``, counting only
+        events after the user's read receipts there (from the start where they have none);
+        the receipts are read in the same transaction: one round trip on every /sync."""
         return await self.db.run_interaction(
             "count_unread_after_receipts", _count_unread_after_receipts, user_id, list(room_ids)
         )
